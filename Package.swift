@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Kiln", targets: ["Kiln"]),
+        .executable(name: "kiln", targets: ["KilnCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The OpenCL 1.2 C API from the system (ocl-icd + Khronos headers).
+        .systemLibrary(name: "COpenCL", path: "Sources/COpenCL"),
+
+        // Platforms, devices, selection, context/queue, buffers, pool, programs, errors.
+        .target(name: "KilnDevice", dependencies: ["COpenCL"], path: "Sources/Device"),
+
+        // kernels.cl (embedded at build time) and one typed launcher per kernel.
+        .executableTarget(name: "KilnEmbed", path: "Sources/KilnEmbed"),
+        .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KilnEmbed"],
+                path: "Plugins/EmbedKernels"),
+        .target(name: "KilnKernels", dependencies: ["KilnDevice"], path: "Sources/Kernels",
+                plugins: ["EmbedKernels"]),
+
+        // `import Kiln` brings in every layer.
+        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Kiln"),
+
+        // The `kiln` command-line tool.
+        .executableTarget(name: "KilnCLI", dependencies: [
+            "Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/CLI"),
+
+        .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels"],
+                    path: "Tests/DeviceTests"),
+    ]
+)

@@ -1,0 +1,3 @@
+// `import Kiln` brings in every layer of the library.
+@_exported import KilnDevice
+@_exported import KilnKernels

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Kiln needs on Debian or Ubuntu when run as root; otherwise prints the exact
+# command and stops. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+packages=(pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo dataset-fashion-mnist zlib1g-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: run:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  echo "setup: no Swift toolchain on PATH. Install Swift 6 from https://www.swift.org/install/linux/ and retry." >&2
+  exit 1
+fi
+
+# An OpenCL device must be visible; on CI its absence fails loudly instead of skipping.
+if ! clinfo -l 2>/dev/null | grep -q "Device #"; then
+  echo "setup: no OpenCL device found (clinfo -l lists none). Install pocl-opencl-icd (CPU) or your GPU's OpenCL driver." >&2
+  exit 1
+fi

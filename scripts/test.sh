@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing (see setup.sh), then builds and runs every test on the default
+# OpenCL device (KILN_DEVICE picks another).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build --build-tests
+swift test --skip-build --disable-xctest "$@"
