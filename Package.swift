@@ -33,7 +33,11 @@ let package = Package(
             "Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI"),
 
-        .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels"],
+        // Shared test helpers: the test device, seeded data, tolerance checks.
+        .target(name: "KilnTestSupport", dependencies: ["KilnDevice", "KilnKernels"], path: "Tests/Support"),
+        .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/DeviceTests"),
+        .testTarget(name: "KernelTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
+                    path: "Tests/KernelTests"),
     ]
 )

@@ -176,6 +176,11 @@ public final class Kernel: @unchecked Sendable {
     /// Enqueues the kernel on `queue` over `global` work-items in groups of `local` (each global
     /// size a multiple of its local size). Returns at once; nothing waits for the device.
     public func launch(on queue: CommandQueue, global: [Int], local: [Int]?, _ arguments: any KernelArgument...) throws {
+        try launch(on: queue, global: global, local: local, arguments: arguments)
+    }
+
+    /// `launch` with the arguments as an array.
+    public func launch(on queue: CommandQueue, global: [Int], local: [Int]?, arguments: [any KernelArgument]) throws {
         guard (1...3).contains(global.count), local == nil || local?.count == global.count else {
             throw DeviceError.invalidArgument("Kernel \(name): work sizes need 1 to 3 dimensions, got global \(global) local \(local ?? []).")
         }

@@ -1,52 +1,103 @@
+import Foundation
 import KilnDevice
 
-/// The compiled `kernels.cl` for one device: built once per device (and per build options), with
-/// the options chosen for that device's type and vendor.
-public struct KernelLibrary: @unchecked Sendable {
+/// A shape or size a launcher cannot accept; thrown before anything is enqueued.
+public struct ShapeError: Error, Sendable, CustomStringConvertible {
+    /// What was wrong, naming the kernel and the shapes.
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The compiled `kernels.cl` for one device, and one typed launcher per kernel (in the files of
+/// this module, one family each). Built once per device, with `-D` options chosen for the
+/// device's type and vendor (`KernelConfig`). Launchers check shapes, then enqueue without waiting.
+///
+/// ```swift
+/// let kernels = try KernelLibrary.shared(for: device)
+/// try kernels.axpy(alpha: 2, x: x, y: y)
+/// ```
+public final class KernelLibrary: @unchecked Sendable {
     /// The device the kernels run on.
     public let device: Device
+    /// Tile sizes and strategies for this device.
+    public let config: KernelConfig
     /// The built program.
     public let program: Program
 
-    /// The `-D` options used for `device`.
-    public static func buildOptions(for device: Device) -> String {
-        "-cl-std=CL1.2 -cl-mad-enable"
-    }
-
-    /// Builds (or fetches from the caches) the kernel library for `device`.
-    public init(device: Device) throws {
+    /// Builds (or fetches from the program caches) the kernel library for `device`.
+    public init(device: Device, config: KernelConfig? = nil) throws {
         self.device = device
-        program = try device.program(source: kernelSource, options: Self.buildOptions(for: device))
+        self.config = config ?? KernelConfig(for: device.info)
+        program = try device.program(source: kernelSource, options: self.config.buildOptions)
     }
 
-    /// A work-group size for a 1-D kernel over `n` items, within the kernel's limit.
-    func groupSize(_ kernel: Kernel, preferred: Int) -> Int {
-        var size = min(preferred, kernel.maxWorkGroupSize)
-        while size > 1 && size > kernel.maxWorkGroupSize { size /= 2 }
-        return max(size, 1)
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var libraries: [ObjectIdentifier: KernelLibrary] = [:]
+
+    /// The library of `device`, built on first use and kept for the device's lifetime.
+    public static func shared(for device: Device) throws -> KernelLibrary {
+        try lock.withLock {
+            let key = ObjectIdentifier(device)
+            if let library = libraries[key], library.device === device { return library }
+            let library = try KernelLibrary(device: device)
+            libraries[key] = library
+            return library
+        }
     }
 
-    /// Global size rounded up to a multiple of `local`.
-    static func roundUp(_ n: Int, _ local: Int) -> Int { (n + local - 1) / local * local }
+    /// Enqueues kernel `name` over `global` items (rounded up to a multiple of `local`).
+    func launch(_ name: String, global: [Int], local: [Int], _ arguments: any KernelArgument...) throws {
+        try launch(name, global: global, local: local, arguments: arguments)
+    }
+
+    func launch(_ name: String, global: [Int], local: [Int], arguments: [any KernelArgument]) throws {
+        let kernel = try program.kernel(name)
+        // Shrink the group until it fits this kernel's limit on this device.
+        var local = local
+        while local.reduce(1, *) > kernel.maxWorkGroupSize, let i = local.indices.max(by: { local[$0] < local[$1] }),
+              local[i] > 1 {
+            local[i] /= 2
+        }
+        let rounded = zip(global, local).map { ($0 + $1 - 1) / $1 * $1 }
+        try kernel.launch(on: device.queue, global: rounded, local: local, arguments: arguments)
+    }
+
+    /// A 1-D launch over `n` items with the device's element-wise group size.
+    func launch1D(_ name: String, _ n: Int, _ arguments: any KernelArgument...) throws {
+        try launch1D(name, n, arguments: arguments)
+    }
+
+    func launch1D(_ name: String, _ n: Int, arguments: [any KernelArgument]) throws {
+        try launch(name, global: [n], local: [config.elementwiseGroup], arguments: arguments)
+    }
 }
 
-extension KernelLibrary {
-    /// `x[i] = value` on the device.
-    public func fill(_ x: Buffer<Float>, value: Float) throws {
-        let kernel = try program.kernel("fill_f32")
-        let local = groupSize(kernel, preferred: 64)
-        try kernel.launch(on: device.queue, global: [Self.roundUp(x.count, local)], local: [local],
-                          Int32(x.count), value, x)
+/// Per-device choices: tile sizes (as `-D` build options) and work-group sizes.
+public struct KernelConfig: Sendable, Equatable {
+    /// Work-group size of 1-D element-wise kernels.
+    public var elementwiseGroup: Int
+    /// Whether reductions use one work-item per row (CPU) or a local-memory tree (GPU).
+    public var treeReductions: Bool
+    /// Extra `-D` definitions.
+    public var defines: [String: Int]
+
+    /// The rule table: CPUs (PoCL) want few large groups and wide vectors; GPUs want trees.
+    public init(for info: DeviceInfo) {
+        switch info.type {
+        case .gpu, .accelerator:
+            elementwiseGroup = 256
+            treeReductions = true
+            defines = ["KILN_GPU": 1]
+        case .cpu, .other:
+            elementwiseGroup = 64
+            treeReductions = false
+            defines = ["KILN_CPU": 1]
+        }
     }
 
-    /// `y += alpha * x` on the device. Throws when the lengths differ.
-    public func axpy(alpha: Float, x: Buffer<Float>, y: Buffer<Float>) throws {
-        guard x.count == y.count else {
-            throw DeviceError.invalidArgument("axpy: x has \(x.count) elements but y has \(y.count).")
-        }
-        let kernel = try program.kernel("axpy_f32")
-        let local = groupSize(kernel, preferred: 64)
-        try kernel.launch(on: device.queue, global: [Self.roundUp(x.count, local)], local: [local],
-                          Int32(x.count), alpha, x, y)
+    /// The options passed to `clBuildProgram`.
+    public var buildOptions: String {
+        (["-cl-std=CL1.2"] + defines.keys.sorted().map { "-D\($0)=\(defines[$0] ?? 0)" })
+            .joined(separator: " ")
     }
 }
