@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
+        .executable(name: "kiln-bench", targets: ["KilnBenchMain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,9 +29,15 @@ let package = Package(
         // `import Kiln` brings in every layer.
         .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Kiln"),
 
+        // The benchmark suite: `kiln bench`, or `swift run -c release kiln-bench`.
+        .target(name: "KilnBenchmarks", dependencies: [
+            "Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "benchmarks/Suite"),
+        .executableTarget(name: "KilnBenchMain", dependencies: ["KilnBenchmarks"], path: "benchmarks/Main"),
+
         // The `kiln` command-line tool.
         .executableTarget(name: "KilnCLI", dependencies: [
-            "Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kiln", "KilnBenchmarks", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI"),
 
         // Shared test helpers: the test device, seeded data, tolerance checks.

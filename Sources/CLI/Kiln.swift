@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kiln
+import KilnBenchmarks
 
 @main
 struct KilnCommand: ParsableCommand {
@@ -8,7 +9,7 @@ struct KilnCommand: ParsableCommand {
         commandName: "kiln",
         abstract: "Deep learning in Swift on any OpenCL device.",
         version: kilnVersion,
-        subcommands: [Devices.self])
+        subcommands: [Devices.self, BenchCommand.self])
 }
 
 /// `--device SEL`, shared by every command.

@@ -102,12 +102,17 @@ public final class Profiler: @unchecked Sendable {
     private let lock = NSLock()
     private var pending: [(String, Event)] = []
     private var totals: [String: Entry] = [:]
+    private var isEnabled = true
+
     /// Set to false to stop recording (events cost a little host time each).
-    public var enabled = true
+    public var enabled: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return isEnabled }
+        set { lock.lock(); isEnabled = newValue; lock.unlock() }
+    }
 
     func record(_ name: String, _ event: Event) {
         lock.lock(); defer { lock.unlock() }
-        guard enabled else { return }
+        guard isEnabled else { return }
         pending.append((name, event))
         if pending.count >= 4096 { drainLocked() }
     }

@@ -200,7 +200,7 @@ public final class Kernel: @unchecked Sendable {
         }
         var event: cl_event?
         let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
-            let wanted = queue.profiling ? eventPointer : nil
+            let wanted = queue.profiling && queue.profiler.enabled ? eventPointer : nil
             return global.withUnsafeBufferPointer { g in
                 guard let local else {
                     return clEnqueueNDRangeKernel(queue.handle, handle, cl_uint(global.count), nil, g.baseAddress, nil,
