@@ -32,6 +32,8 @@ public struct DeviceInfo: Sendable, Codable, Equatable {
     /// `local` (dedicated on-chip memory) or `global` (ordinary RAM, as on PoCL).
     public var localMemoryType: String
     public var maxWorkGroupSize: Int
+    /// `CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT`: floats per native SIMD register (8 on AVX2, 16 on AVX-512).
+    public var nativeFloatVectorWidth: Int
     public var openCLCVersion: String
     public var fp16: Bool
     public var fp64: Bool
@@ -39,7 +41,7 @@ public struct DeviceInfo: Sendable, Codable, Equatable {
     public var extensions: [String]
 
     /// Describes a device; `Device.list()` makes these from OpenCL, tests may make their own.
-    public init(platformIndex: Int, deviceIndex: Int, typeIndex: Int, name: String, vendor: String, platformName: String, platformVersion: String, driverVersion: String, type: DeviceType, computeUnits: Int, maxClockMHz: Int, globalMemory: UInt64, maxAllocation: UInt64, localMemory: UInt64, localMemoryType: String, maxWorkGroupSize: Int, openCLCVersion: String, fp16: Bool, fp64: Bool, profiling: Bool, extensions: [String]) {
+    public init(platformIndex: Int, deviceIndex: Int, typeIndex: Int, name: String, vendor: String, platformName: String, platformVersion: String, driverVersion: String, type: DeviceType, computeUnits: Int, maxClockMHz: Int, globalMemory: UInt64, maxAllocation: UInt64, localMemory: UInt64, localMemoryType: String, maxWorkGroupSize: Int, nativeFloatVectorWidth: Int = 1, openCLCVersion: String, fp16: Bool, fp64: Bool, profiling: Bool, extensions: [String]) {
         self.platformIndex = platformIndex
         self.deviceIndex = deviceIndex
         self.typeIndex = typeIndex
@@ -56,6 +58,7 @@ public struct DeviceInfo: Sendable, Codable, Equatable {
         self.localMemory = localMemory
         self.localMemoryType = localMemoryType
         self.maxWorkGroupSize = maxWorkGroupSize
+        self.nativeFloatVectorWidth = nativeFloatVectorWidth
         self.openCLCVersion = openCLCVersion
         self.fp16 = fp16
         self.fp64 = fp64
@@ -143,22 +146,26 @@ enum Enumerator {
         let localType: cl_device_local_mem_type = try deviceValue(device, CL_DEVICE_LOCAL_MEM_TYPE)
         let doubleConfig: cl_device_fp_config = try deviceValue(device, CL_DEVICE_DOUBLE_FP_CONFIG)
         let queueProps: cl_command_queue_properties = try deviceValue(device, CL_DEVICE_QUEUE_PROPERTIES)
+        let name = try deviceString(device, CL_DEVICE_NAME)
+        let vendor = try deviceString(device, CL_DEVICE_VENDOR)
+        let platformName = try platformString(platform, CL_PLATFORM_NAME)
+        let platformVersion = try platformString(platform, CL_PLATFORM_VERSION)
+        let driverVersion = try deviceString(device, CL_DRIVER_VERSION)
+        let computeUnits: cl_uint = try deviceValue(device, CL_DEVICE_MAX_COMPUTE_UNITS)
+        let clock: cl_uint = try deviceValue(device, CL_DEVICE_MAX_CLOCK_FREQUENCY)
+        let globalMemory: cl_ulong = try deviceValue(device, CL_DEVICE_GLOBAL_MEM_SIZE)
+        let maxAllocation: cl_ulong = try deviceValue(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE)
+        let localMemory: cl_ulong = try deviceValue(device, CL_DEVICE_LOCAL_MEM_SIZE)
+        let maxWorkGroup: Int = try deviceValue(device, CL_DEVICE_MAX_WORK_GROUP_SIZE)
+        let vectorWidth: cl_uint = try deviceValue(device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT)
+        let cVersion = try deviceString(device, CL_DEVICE_OPENCL_C_VERSION)
         return DeviceInfo(
             platformIndex: platformIndex, deviceIndex: deviceIndex, typeIndex: 0,
-            name: try deviceString(device, CL_DEVICE_NAME),
-            vendor: try deviceString(device, CL_DEVICE_VENDOR),
-            platformName: try platformString(platform, CL_PLATFORM_NAME),
-            platformVersion: try platformString(platform, CL_PLATFORM_VERSION),
-            driverVersion: try deviceString(device, CL_DRIVER_VERSION),
-            type: type,
-            computeUnits: Int(try deviceValue(device, CL_DEVICE_MAX_COMPUTE_UNITS) as cl_uint),
-            maxClockMHz: Int(try deviceValue(device, CL_DEVICE_MAX_CLOCK_FREQUENCY) as cl_uint),
-            globalMemory: try deviceValue(device, CL_DEVICE_GLOBAL_MEM_SIZE) as cl_ulong,
-            maxAllocation: try deviceValue(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE) as cl_ulong,
-            localMemory: try deviceValue(device, CL_DEVICE_LOCAL_MEM_SIZE) as cl_ulong,
+            name: name, vendor: vendor, platformName: platformName, platformVersion: platformVersion,
+            driverVersion: driverVersion, type: type, computeUnits: Int(computeUnits), maxClockMHz: Int(clock),
+            globalMemory: globalMemory, maxAllocation: maxAllocation, localMemory: localMemory,
             localMemoryType: localType == CL_LOCAL ? "local" : localType == CL_GLOBAL ? "global" : "none",
-            maxWorkGroupSize: Int(try deviceValue(device, CL_DEVICE_MAX_WORK_GROUP_SIZE) as Int),
-            openCLCVersion: try deviceString(device, CL_DEVICE_OPENCL_C_VERSION),
+            maxWorkGroupSize: maxWorkGroup, nativeFloatVectorWidth: Int(vectorWidth), openCLCVersion: cVersion,
             fp16: extensions.contains("cl_khr_fp16"),
             fp64: doubleConfig != 0 || extensions.contains("cl_khr_fp64"),
             profiling: queueProps & cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE) != 0,

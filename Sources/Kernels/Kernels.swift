@@ -78,6 +78,9 @@ public struct KernelConfig: Sendable, Equatable {
     public var elementwiseGroup: Int
     /// Whether reductions use one work-item per row (CPU) or a local-memory tree (GPU).
     public var treeReductions: Bool
+    /// Floats per vector in hot loops (`KILN_VEC`): the device's native width (8 on AVX2, 16 on
+    /// AVX-512 PoCL, 1 on GPUs, which vectorize across work-items instead).
+    public var vectorWidth: Int
     /// Extra `-D` definitions.
     public var defines: [String: Int]
 
@@ -93,6 +96,9 @@ public struct KernelConfig: Sendable, Equatable {
             treeReductions = false
             defines = ["KILN_CPU": 1]
         }
+        vectorWidth = [16, 8, 4, 2, 1].first { $0 <= max(info.nativeFloatVectorWidth, 1) } ?? 1
+        if info.type == .cpu { vectorWidth = max(vectorWidth, 4) }
+        defines["KILN_VEC"] = vectorWidth
     }
 
     /// The options passed to `clBuildProgram`.

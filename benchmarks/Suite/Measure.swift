@@ -78,10 +78,11 @@ public final class BenchRunner {
     public func measurePeak() throws -> Peak {
         let items = max(4096, device.info.computeUnits * 2048)
         let iterations = 256
-        let out: Buffer<Float> = try device.buffer(count: items)
-        let fmaFlops = Double(items) * Double(iterations) * 4 * 8 * 16 * 2
+        let width = kernels.config.vectorWidth
+        let out: Buffer<Float> = try device.buffer(count: items * width)
+        let fmaFlops = Double(items) * Double(iterations) * 4 * 8 * Double(width) * 2
         let fma = try measure("peak_fma", shape: [items, iterations], flops: fmaFlops) {
-            try kernels.benchFMA(iterations: iterations, out: out)
+            try kernels.benchFMA(iterations: iterations, items: items, out: out)
         }
 
         let n = 16 << 20  // 64 MiB of floats
