@@ -26,8 +26,11 @@ let package = Package(
         .target(name: "KilnKernels", dependencies: ["KilnDevice"], path: "Sources/Kernels",
                 plugins: ["EmbedKernels"]),
 
+        // Tensors, reverse-mode autograd, and the safetensors format.
+        .target(name: "KilnTensor", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
+
         // `import Kiln` brings in every layer.
-        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Kiln"),
+        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Kiln"),
 
         // The benchmark suite: `kiln bench`, or `swift run -c release kiln-bench`.
         .target(name: "KilnBenchmarks", dependencies: [
@@ -44,6 +47,8 @@ let package = Package(
         .target(name: "KilnTestSupport", dependencies: ["KilnDevice", "KilnKernels"], path: "Tests/Support"),
         .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/DeviceTests"),
+        .testTarget(name: "TensorTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
+                    path: "Tests/TensorTests"),
         .testTarget(name: "KernelTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
     ]
