@@ -29,8 +29,19 @@ let package = Package(
         // Tensors, reverse-mode autograd, and the safetensors format.
         .target(name: "KilnTensor", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
 
+        // Module, Linear, activations, BatchNorm1d, Dropout, Sequential, losses.
+        .target(name: "KilnLayers", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Layers"),
+
+        // zlib from the system, for gzipped data files.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // Optimizers, LR schedules, datasets and DataLoader, Trainer, metrics, checkpoints, plots.
+        .target(name: "KilnTraining", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "CZlib"],
+                path: "Sources/Training"),
+
         // `import Kiln` brings in every layer.
-        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Kiln"),
+        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "KilnTraining"],
+                path: "Sources/Kiln"),
 
         // The benchmark suite: `kiln bench`, or `swift run -c release kiln-bench`.
         .target(name: "KilnBenchmarks", dependencies: [
@@ -49,6 +60,8 @@ let package = Package(
                     path: "Tests/DeviceTests"),
         .testTarget(name: "TensorTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
                     path: "Tests/TensorTests"),
+        .testTarget(name: "TrainingTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/TrainingTests"),
+        .testTarget(name: "ModelTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "KernelTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
     ]

@@ -81,6 +81,8 @@ public struct KernelConfig: Sendable, Equatable {
     /// Floats per vector in hot loops (`KILN_VEC`): the device's native width (8 on AVX2, 16 on
     /// AVX-512 PoCL, 1 on GPUs, which vectorize across work-items instead).
     public var vectorWidth: Int
+    /// Matmul tiles and launch rule.
+    public var matmul: MatmulConfig
     /// Extra `-D` definitions.
     public var defines: [String: Int]
 
@@ -99,11 +101,14 @@ public struct KernelConfig: Sendable, Equatable {
         vectorWidth = [16, 8, 4, 2, 1].first { $0 <= max(info.nativeFloatVectorWidth, 1) } ?? 1
         if info.type == .cpu { vectorWidth = max(vectorWidth, 4) }
         defines["KILN_VEC"] = vectorWidth
+        matmul = MatmulConfig(gpu: info.type == .gpu || info.type == .accelerator, vectorWidth: vectorWidth)
     }
 
     /// The options passed to `clBuildProgram`.
     public var buildOptions: String {
-        (["-cl-std=CL1.2"] + defines.keys.sorted().map { "-D\($0)=\(defines[$0] ?? 0)" })
+        // -w: PoCL's compiler prints its warnings to stderr, which is the user's terminal.
+        let all = defines.merging(matmul.defines) { own, _ in own }
+        return (["-cl-std=CL1.2", "-w"] + all.keys.sorted().map { "-D\($0)=\(all[$0] ?? 0)" })
             .joined(separator: " ")
     }
 }

@@ -2,3 +2,5 @@
 @_exported import KilnDevice
 @_exported import KilnKernels
 @_exported import KilnTensor
+@_exported import KilnLayers
+@_exported import KilnTraining

@@ -44,11 +44,12 @@ public func randomFloats(_ count: Int, in range: ClosedRange<Float> = -1...1, se
 
 /// Records an issue for each element where `|actual - expected| > atol + rtol * |expected|`
 /// (PyTorch's `allclose`), naming the first few offenders. NaN never matches; equal infinities do.
+@discardableResult
 public func expectClose(_ actual: [Float], _ expected: [Double], rtol: Double = 1e-5, atol: Double = 1e-6,
-                        _ what: @autoclosure () -> String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+                        _ what: @autoclosure () -> String = "", sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     guard actual.count == expected.count else {
         Issue.record("\(what()): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
-        return
+        return false
     }
     var bad: [String] = []
     var badCount = 0
@@ -64,11 +65,13 @@ public func expectClose(_ actual: [Float], _ expected: [Double], rtol: Double = 
         Issue.record("\(what()): \(badCount) of \(actual.count) values differ (rtol \(rtol), atol \(atol)): \(bad.joined(separator: ", "))",
                      sourceLocation: sourceLocation)
     }
+    return badCount == 0
 }
 
 /// `expectClose` against a Float reference.
+@discardableResult
 public func expectClose(_ actual: [Float], _ expected: [Float], rtol: Double = 1e-5, atol: Double = 1e-6,
-                        _ what: @autoclosure () -> String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+                        _ what: @autoclosure () -> String = "", sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     expectClose(actual, expected.map(Double.init), rtol: rtol, atol: atol, what(), sourceLocation: sourceLocation)
 }
 

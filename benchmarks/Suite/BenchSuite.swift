@@ -3,7 +3,7 @@ import Kiln
 
 /// The groups of measurements and how a row of the table reads.
 public enum BenchSuite {
-    public static let groups = ["launch"]
+    public static let groups = ["matmul", "mlp", "elementwise", "softmax", "batchnorm"]
 
     static let header = "op".padding(toLength: 22, withPad: " ", startingAt: 0) + " "
         + "shape".padding(toLength: 18, withPad: " ", startingAt: 0) + " "
@@ -20,8 +20,122 @@ public enum BenchSuite {
 
     static func run(_ group: String, on runner: BenchRunner) throws -> [BenchResult] {
         switch group {
-        default:
-            return []
+        case "matmul": return try [256, 512, 1024, 2048].map { try matmul(runner, "matmul", m: $0, k: $0, n: $0) }
+        case "mlp": return try mlpProducts(runner)
+        case "elementwise": return try elementwise(runner)
+        case "softmax": return try softmax(runner)
+        case "batchnorm": return try batchNorm(runner)
+        default: return []
+        }
+    }
+
+    /// C[m, n] = op(A)·op(B) with op(A) m×k; the name says which transposes.
+    static func matmul(_ r: BenchRunner, _ name: String, m: Int, k: Int, n: Int, ta: Bool = false, tb: Bool = false,
+                       bias: Bool = false, activation: MatmulActivation = .none) throws -> BenchResult {
+        let a = try r.device.buffer(randomData(m * k)), b = try r.device.buffer(randomData(k * n))
+        let c: Buffer<Float> = try r.device.buffer(count: m * n)
+        let biasBuffer = bias ? try r.device.buffer(randomData(n)) : nil
+        return try r.measure(name, shape: [m, k, n], flops: 2 * Double(m) * Double(n) * Double(k)) {
+            try r.kernels.matmul(a, b, into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb, bias: biasBuffer,
+                                 activation: activation)
+        }
+    }
+
+    /// The products of one training step of the 784-256-128-10 MLP at batch 128: forward (nt, with
+    /// bias and ReLU), weight gradient dW = dYᵀ·X (tn) and input gradient dX = dY·W (nn).
+    static func mlpProducts(_ r: BenchRunner) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        for (input, output, act) in [(784, 256, MatmulActivation.relu), (256, 128, .relu), (128, 10, .none)] {
+            results.append(try matmul(r, "mlp fwd \(input)->\(output) nt", m: 128, k: input, n: output, tb: true,
+                                      bias: true, activation: act))
+            results.append(try matmul(r, "mlp dW \(input)->\(output) tn", m: output, k: 128, n: input, ta: true))
+            results.append(try matmul(r, "mlp dX \(input)->\(output) nn", m: 128, k: output, n: input))
+        }
+        return results
+    }
+
+    static func elementwise(_ r: BenchRunner) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        for (rows, cols) in [(128, 256), (1024, 4096)] {
+            let n = rows * cols
+            let x = try r.device.buffer(randomData(n)), y: Buffer<Float> = try r.device.buffer(count: n)
+            let bias = try r.device.buffer(randomData(cols))
+            results.append(try r.measure("add row-broadcast", shape: [rows, cols], bytes: Double(8 * n)) {
+                try r.kernels.binary(.add, x, bias, rows: rows, cols: cols, broadcast: .row, into: y)
+            })
+            results.append(try r.measure("relu", shape: [rows, cols], bytes: Double(8 * n)) {
+                try r.kernels.activation(.relu, x, into: y)
+            })
+            results.append(try r.measure("relu backward", shape: [rows, cols], bytes: Double(12 * n)) {
+                try r.kernels.activationBackward(.relu, gradOutput: x, saved: x, into: y)
+            })
+            results.append(try r.measure("gelu", shape: [rows, cols], bytes: Double(8 * n)) {
+                try r.kernels.activation(.gelu, x, into: y)
+            })
+            let sums: Buffer<Float> = try r.device.buffer(count: cols)
+            results.append(try r.measure("sum columns", shape: [rows, cols], bytes: Double(4 * n)) {
+                try r.kernels.reduce(.sum, x, rows: rows, cols: cols, axis: .eachColumn, into: sums)
+            })
+            let m = try r.device.buffer(Float.self, count: n), v = try r.device.buffer(Float.self, count: n)
+            try m.fill(0); try v.fill(0)
+            let p = try r.device.buffer(randomData(n))
+            results.append(try r.measure("adam step", shape: [rows, cols], bytes: Double(28 * n)) {
+                try r.kernels.adamStep(param: p, grad: x, expAvg: m, expAvgSq: v, step: 1, hyper: .init())
+            })
+        }
+        return results
+    }
+
+    static func softmax(_ r: BenchRunner) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        for (rows, cols) in [(128, 10), (1024, 1000), (8192, 512)] {
+            let n = rows * cols
+            let x = try r.device.buffer(randomData(n)), y: Buffer<Float> = try r.device.buffer(count: n)
+            results.append(try r.measure("softmax", shape: [rows, cols], bytes: Double(8 * n)) {
+                try r.kernels.softmax(x, rows: rows, cols: cols, into: y)
+            })
+            let targets = try r.device.buffer((0..<rows).map { Int32($0 % cols) })
+            let loss: Buffer<Float> = try r.device.buffer(count: 1)
+            results.append(try r.measure("cross-entropy+grad", shape: [rows, cols], bytes: Double(8 * n)) {
+                try r.kernels.crossEntropy(logits: x, targets: targets, rows: rows, classes: cols, meanLoss: loss, gradient: y)
+            })
+        }
+        return results
+    }
+
+    static func batchNorm(_ r: BenchRunner) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        for (rows, features) in [(128, 256), (32768, 128)] {
+            let n = rows * features
+            let x = try r.device.buffer(randomData(n)), y: Buffer<Float> = try r.device.buffer(count: n)
+            let gamma = try r.device.buffer([Float](repeating: 1, count: features))
+            let beta = try r.device.buffer([Float](repeating: 0, count: features))
+            let mean: Buffer<Float> = try r.device.buffer(count: features), invstd: Buffer<Float> = try r.device.buffer(count: features)
+            let runningMean = try r.device.buffer([Float](repeating: 0, count: features))
+            let runningVar = try r.device.buffer([Float](repeating: 1, count: features))
+            // Training forward reads x twice (statistics, then normalisation) and writes y.
+            results.append(try r.measure("batchnorm fwd train", shape: [rows, features], bytes: Double(12 * n)) {
+                try r.kernels.batchNormForwardTraining(x: x, rows: rows, features: features, gamma: gamma, beta: beta,
+                                                       runningMean: runningMean, runningVar: runningVar,
+                                                       y: y, saveMean: mean, saveInvstd: invstd)
+            })
+            let dx: Buffer<Float> = try r.device.buffer(count: n)
+            let dgamma: Buffer<Float> = try r.device.buffer(count: features), dbeta: Buffer<Float> = try r.device.buffer(count: features)
+            // Backward reads x and dy for the sums, again for dx, and writes dx.
+            results.append(try r.measure("batchnorm backward", shape: [rows, features], bytes: Double(20 * n)) {
+                try r.kernels.batchNormBackward(x: x, dy: y, rows: rows, features: features, gamma: gamma, saveMean: mean,
+                                                saveInvstd: invstd, dx: dx, dgamma: dgamma, dbeta: dbeta)
+            })
+        }
+        return results
+    }
+
+    /// Deterministic data in [-1, 1).
+    static func randomData(_ n: Int) -> [Float] {
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        return (0..<n).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 23) - 1
         }
     }
 }

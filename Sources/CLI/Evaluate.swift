@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+/// Loads a model file: Kiln's (architecture in its metadata) or a plain PyTorch state dict, built
+/// from the architecture flags.
+func loadModel(file: String, architecture: ArchitectureOptions, inputs: Int, classes: Int, device: Device) throws -> Sequential {
+    let url = URL(fileURLWithPath: file)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        throw ValidationError("No model file at \(file).")
+    }
+    let contents = try SafeTensorsFile(contentsOf: url)
+    let spec = try MLPSpec.from(metadata: contents.metadata) ?? architecture.spec(inputs: inputs, classes: classes)
+    let model = try spec.makeModel(on: device)
+    try Checkpoint.loadModel(model, from: url, device: device)
+    return model
+}
+
+/// `kiln evaluate`: test loss, accuracy, per-class accuracy and the confusion matrix.
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a model file on the test set: loss, accuracy, per-class accuracy, confusion matrix.")
+
+    @Option(help: ArgumentHelp("A model file (Kiln's, or a PyTorch state dict with --hidden/--activation/--batchnorm).", valueName: "file"))
+    var model: String
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var architecture: ArchitectureOptions
+    @Option(help: "Use only the first N test samples.") var limit: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        do { try evaluate() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
+    }
+
+    func evaluate() throws {
+        let device = try deviceOptions.open()
+        let test = try MNISTDataset(folder: dataOptions.folder, split: .test, limit: limit)
+        let network = try loadModel(file: model, architecture: architecture, inputs: test.features, classes: test.classes, device: device)
+        let loader = try DataLoader(test, batchSize: 1000, on: device)
+        let trainer = Trainer(maxEpochs: 0)
+        let (loss, accuracy) = try trainer.evaluate(model: network, loss: CrossEntropyLoss(), data: loader)
+        let (predicted, _) = try trainer.predict(model: network, data: loader)
+        var matrix = Array(repeating: Array(repeating: 0, count: test.classes), count: test.classes)
+        for (p, t) in zip(predicted, test.labels) where p < test.classes && t < test.classes { matrix[t][p] += 1 }
+        let perClass = matrix.enumerated().map { i, row in Double(row[i]) / Double(max(row.reduce(0, +), 1)) }
+        if json {
+            let object: [String: Any] = ["accuracy": accuracy ?? 0, "loss": loss, "samples": test.count,
+                                         "per_class_accuracy": Dictionary(uniqueKeysWithValues: zip(test.classNames, perClass)),
+                                         "confusion_matrix": matrix, "device": device.info.name]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        print("Device: \(device)")
+        print(String(format: "Test loss %.4f, accuracy %.2f%% on %d images", loss, (accuracy ?? 0) * 100, test.count))
+        print("Per-class accuracy:")
+        for (name, value) in zip(test.classNames, perClass) {
+            print("  \(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%6.2f%%", value * 100))")
+        }
+        print("Confusion matrix (rows: true class, columns: predicted):")
+        for row in matrix { print("  " + row.map { String($0).leftPadded(5) }.joined()) }
+    }
+}
+
+/// `kiln predict`: classes and probabilities for test images by index, or for an IDX image file.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict classes with a model file, for test-set images by index or for an IDX image file.")
+
+    @Option(help: ArgumentHelp("A model file.", valueName: "file")) var model: String
+    @Option(help: ArgumentHelp("Test-set indices, comma-separated.", valueName: "list")) var index = "0"
+    @Option(help: ArgumentHelp("An IDX file of images (gzipped or not) to classify instead.", valueName: "file"))
+    var images: String?
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var architecture: ArchitectureOptions
+
+    func run() throws {
+        do { try predict() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
+    }
+
+    func predict() throws {
+        let device = try deviceOptions.open()
+        let pixels: [Float], count: Int, features: Int, classNames: [String], truth: [Int]?
+        if let images {
+            let file = try IDXFile(contentsOf: URL(fileURLWithPath: images))
+            guard file.dimensions.count == 3 else {
+                throw ValidationError("\(images) holds \(file.dimensions) values; an image file has [count, rows, columns].")
+            }
+            count = file.dimensions[0]
+            features = file.dimensions[1] * file.dimensions[2]
+            pixels = file.bytes.map { Float($0) / 255 }
+            classNames = dataOptions.folder == MNISTDataset.defaultFolder ? MNISTDataset.fashionClassNames : (0..<10).map(String.init)
+            truth = nil
+        } else {
+            let indices = index.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !indices.isEmpty, indices.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+                throw ValidationError("--index takes test-set indices such as 0,1,2; got \"\(index)\".")
+            }
+            let test = try MNISTDataset(folder: dataOptions.folder, split: .test)
+            let chosen = indices.compactMap { $0 }
+            if let bad = chosen.first(where: { $0 >= test.count }) {
+                throw ValidationError("--index \(bad) is out of range: the test set has \(test.count) images.")
+            }
+            features = test.features
+            count = chosen.count
+            pixels = chosen.flatMap { test.images[$0 * features..<($0 + 1) * features] }
+            classNames = test.classNames
+            truth = chosen.map { test.labels[$0] }
+        }
+        let network = try loadModel(file: model, architecture: architecture, inputs: features, classes: classNames.count, device: device)
+        network.eval()
+        let probabilities = try withNoGrad {
+            try network(Tensor(pixels, shape: [count, features], on: device)).softmax().toArray()
+        }
+        let classes = probabilities.count / count
+        for i in 0..<count {
+            let row = Array(probabilities[i * classes..<(i + 1) * classes])
+            let best = row.indices.max { row[$0] < row[$1] } ?? 0
+            let name = best < classNames.count ? classNames[best] : String(best)
+            let label = truth.map { " (true: \($0[i] < classNames.count ? classNames[$0[i]] : String($0[i])))" } ?? ""
+            print("\(i): class \(best) \(name)  p=\(String(format: "%.4f", row[best]))\(label)")
+        }
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

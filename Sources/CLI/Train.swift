@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+/// The model's shape, shared by `train`, `evaluate` and `predict` (for plain PyTorch state dicts).
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Hidden layer sizes, comma-separated.", valueName: "sizes"))
+    var hidden = "256,128"
+
+    @Option(help: "Activation between layers: relu, gelu, tanh or sigmoid.")
+    var activation = "relu"
+
+    @Flag(help: "Add BatchNorm1d after each hidden Linear.")
+    var batchnorm = false
+
+    @Option(help: ArgumentHelp("Dropout probability after each hidden activation.", valueName: "p"))
+    var dropout: Float = 0
+
+    func spec(inputs: Int, classes: Int) throws -> MLPSpec {
+        let sizes = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !hidden.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--hidden takes positive sizes separated by commas, such as 256,128; got \"\(hidden)\".")
+        }
+        guard let kind = MLPSpec.ActivationKind(rawValue: activation.lowercased()) else {
+            throw ValidationError("--activation must be one of relu, gelu, tanh, sigmoid; got \"\(activation)\".")
+        }
+        guard dropout >= 0, dropout < 1 else { throw ValidationError("--dropout must be in [0, 1); got \(dropout).") }
+        return MLPSpec(inputs: inputs, hidden: sizes.compactMap { $0 }, classes: classes, activation: kind,
+                       batchNorm: batchnorm, dropout: dropout)
+    }
+}
+
+/// `--data DIR`: any MNIST-format folder.
+struct DataOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("An MNIST-format folder (train-images-idx3-ubyte.gz, ...).", valueName: "dir"))
+    var data = MNISTDataset.defaultFolder.path
+
+    var folder: URL { URL(fileURLWithPath: data) }
+}
+
+/// `kiln train`: trains an MLP on an MNIST-format data set.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train an MLP on an MNIST-format data set (Fashion-MNIST by default) and report test accuracy.",
+        discussion: "Writes history.json, history.csv, curves.svg, confusion.svg, samples.svg, model.safetensors and last.safetensors (a checkpoint for --resume) into --out.")
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var architecture: ArchitectureOptions
+
+    @Option(help: "Epochs to train.") var epochs = 10
+    @Option(name: .customLong("batch-size"), help: "Samples per batch.") var batchSize = 128
+    @Option(help: "Optimizer: sgd, adam, adamw or rmsprop.") var optimizer = "adam"
+    @Option(help: "Learning rate.") var lr: Float = 1e-3
+    @Option(help: "Momentum (sgd, rmsprop).") var momentum: Float = 0
+    @Option(name: .customLong("weight-decay"), help: "Weight decay (adamw default 0.01).") var weightDecay: Float?
+    @Option(help: "Learning-rate schedule: none, step (×0.1 every 3 epochs), cosine, or warmup (linear over the first epoch).")
+    var schedule = "none"
+    @Option(help: "Seed for initialization, shuffling and dropout.") var seed: UInt64 = 0
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the training set held out for validation (0: validate on the test set).")
+    var valFraction: Double = 0
+    @Option(help: "Use only the first N training samples.") var limit: Int?
+    @Option(name: .customLong("test-limit"), help: "Use only the first N test samples.") var testLimit: Int?
+    @Option(help: ArgumentHelp("Run folder.", valueName: "dir")) var out = "runs/latest"
+    @Option(help: ArgumentHelp("Resume from a checkpoint written by an earlier run (last.safetensors).", valueName: "file"))
+    var resume: String?
+    @Option(name: .customLong("log-every"), help: "Steps between loss read-backs.") var logEvery = 100
+    @Flag(help: "End with one JSON line: test accuracy, epoch seconds, device.") var json = false
+
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be ≥ 1.") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1.") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number.") }
+        guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1).") }
+        guard ["sgd", "adam", "adamw", "rmsprop"].contains(optimizer.lowercased()) else {
+            throw ValidationError("--optimizer must be sgd, adam, adamw or rmsprop; got \"\(optimizer)\".")
+        }
+        guard ["none", "step", "cosine", "warmup"].contains(schedule) else {
+            throw ValidationError("--schedule must be none, step, cosine or warmup; got \"\(schedule)\".")
+        }
+        if let limit, limit < 2 { throw ValidationError("--limit must be ≥ 2.") }
+        if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be ≥ 1.") }
+        _ = try architecture.spec(inputs: 1, classes: 1)
+    }
+
+    func run() throws {
+        do { try train() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
+    }
+
+    func train() throws {
+        let device = try deviceOptions.open()
+        print("Device: \(device)")
+        RandomState.manualSeed(seed)
+        let folder = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+
+        let full = try MNISTDataset(folder: dataOptions.folder, split: .train, limit: limit)
+        let test = try MNISTDataset(folder: dataOptions.folder, split: .test, limit: testLimit)
+        let (trainSet, validationSet): (MNISTDataset, MNISTDataset)
+        if valFraction > 0 {
+            (trainSet, validationSet) = try full.split(validationFraction: valFraction, seed: seed)
+        } else {
+            (trainSet, validationSet) = (full, test)
+        }
+        print("Data: \(trainSet.count) training, \(validationSet.count) \(valFraction > 0 ? "validation" : "test (validation)") samples from \(dataOptions.data)")
+
+        let spec = try architecture.spec(inputs: full.features, classes: full.classes)
+        let model = try spec.makeModel(on: device)
+        let optimizer = try makeOptimizer(model.parameters)
+        let trainLoader = try DataLoader(trainSet, batchSize: batchSize, shuffle: true, seed: seed, on: device)
+        let validationLoader = try DataLoader(validationSet, batchSize: 1000, on: device)
+        let testLoader = try DataLoader(test, batchSize: 1000, on: device)
+
+        let metadata = [MLPSpec.metadataKey: try spec.json(), "seed": String(seed)]
+        var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: "val_accuracy", metadata: metadata)]
+        switch schedule {
+        case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1)))
+        case "cosine": callbacks.append(LRScheduler(.cosine(period: epochs, minimum: 0)))
+        case "warmup": callbacks.append(LRScheduler(.linearWarmup(steps: trainLoader.batchesPerEpoch, startFactor: 0.1)))
+        default: break
+        }
+        let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
+        var startEpoch = 0
+        if let resume {
+            let meta = try Checkpoint.load(model: model, optimizer: optimizer, from: URL(fileURLWithPath: resume))
+            startEpoch = Int(meta["epoch"] ?? "") ?? 0
+            trainer.globalStep = Int(meta["step"] ?? "") ?? 0
+            if let s = meta["rng_seed"].flatMap(UInt64.init), let o = meta["rng_offset"].flatMap(UInt64.init) {
+                RandomState.state = (s, o)
+            }
+            if let lr = meta["learning_rate"].flatMap(Float.init) { optimizer.learningRate = lr }
+            let historyFile = folder.appendingPathComponent("history.json")
+            if let history = try? History(contentsOf: historyFile) {
+                trainer.history = History(records: Array(history.records.prefix(startEpoch)))
+            }
+            print("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
+        }
+        let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,
+                                      validation: validationLoader, startEpoch: startEpoch)
+
+        let (testLoss, testAccuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
+        print(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
+        try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)
+        try writePlots(model: model, trainer: trainer, test: test, loader: testLoader, folder: folder)
+        print("Wrote \(folder.path)/model.safetensors, history.json, history.csv and plots.")
+        if json {
+            let line: [String: Any] = ["test_accuracy": testAccuracy ?? 0, "test_loss": testLoss,
+                                       "epoch_seconds": history.records.map(\.seconds), "device": device.info.name]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    func makeOptimizer(_ parameters: [Tensor]) throws -> Optimizer {
+        switch optimizer.lowercased() {
+        case "sgd": return try SGD(parameters, lr: lr, momentum: momentum, weightDecay: weightDecay ?? 0)
+        case "adamw": return AdamW(parameters, lr: lr, weightDecay: weightDecay ?? 0.01)
+        case "rmsprop": return RMSprop(parameters, lr: lr, weightDecay: weightDecay ?? 0, momentum: momentum)
+        default: return Adam(parameters, lr: lr, weightDecay: weightDecay ?? 0)
+        }
+    }
+}
+
+/// The confusion matrix and the sample grid of a trained model on the test set.
+func writePlots(model: any Module, trainer: Trainer, test: MNISTDataset, loader: DataLoader, folder: URL) throws {
+    let (predicted, _) = try trainer.predict(model: model, data: loader)
+    var matrix = Array(repeating: Array(repeating: 0, count: test.classes), count: test.classes)
+    for (p, t) in zip(predicted, test.labels) where p < test.classes && t < test.classes { matrix[t][p] += 1 }
+    try SVGPlot.write(SVGPlot.confusionMatrix(matrix, classNames: test.classNames),
+                      to: folder.appendingPathComponent("confusion.svg"))
+    let shown = min(32, test.count)
+    let images = (0..<shown).map { Array(test.images[$0 * test.features..<($0 + 1) * test.features]) }
+    try SVGPlot.write(SVGPlot.imageGrid(images: images, predicted: Array(predicted.prefix(shown)),
+                                        truth: Array(test.labels.prefix(shown)), classNames: test.classNames),
+                      to: folder.appendingPathComponent("samples.svg"))
+}

@@ -1,0 +1,178 @@
+import KilnDevice
+import KilnKernels
+
+/// How a loss combines the per-sample losses (PyTorch's `reduction`).
+public enum Reduction: String, Sendable, CaseIterable {
+    /// The mean over the batch (the default).
+    case mean
+    /// The sum over the batch.
+    case sum
+    /// One loss per sample.
+    case none
+}
+
+extension Tensor {
+    /// Softmax along the last axis (rows of the [rows, cols] view).
+    public func softmax() throws -> Tensor {
+        let (rows, cols) = matrix
+        let out = try Tensor.empty(shape, on: device)
+        try kernels.softmax(floats("softmax"), rows: rows, cols: cols, into: out.floats("softmax"))
+        return out.recorded([self]) { g in
+            let dx = try Tensor.empty(out.shape, on: out.device)
+            try out.kernels.softmaxBackward(gradOutput: g.floats("softmax"), output: out.floats("softmax"),
+                                            rows: rows, cols: cols, into: dx.floats("softmax"))
+            return [dx]
+        }
+    }
+
+    /// Log-softmax along the last axis, computed directly (never `log(softmax)`).
+    public func logSoftmax() throws -> Tensor {
+        let (rows, cols) = matrix
+        let out = try Tensor.empty(shape, on: device)
+        try kernels.logSoftmax(floats("logSoftmax"), rows: rows, cols: cols, into: out.floats("logSoftmax"))
+        return out.recorded([self]) { g in
+            let dx = try Tensor.empty(out.shape, on: out.device)
+            try out.kernels.logSoftmaxBackward(gradOutput: g.floats("logSoftmax"), output: out.floats("logSoftmax"),
+                                               rows: rows, cols: cols, into: dx.floats("logSoftmax"))
+            return [dx]
+        }
+    }
+
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by 1/(1-p),
+    /// from Philox(seed, offset) so a run is reproducible on every device.
+    public func dropout(p: Float, seed: UInt64, offset: UInt64) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: device)
+        try kernels.dropoutForward(x: floats("dropout"), y: out.floats("dropout"), p: p, seed: seed, offset: offset)
+        return out.recorded([self]) { g in
+            let dx = try Tensor.empty(g.shape, on: g.device)
+            try g.kernels.dropoutBackward(dy: g.floats("dropout"), dx: dx.floats("dropout"), p: p, seed: seed, offset: offset)
+            return [dx]
+        }
+    }
+}
+
+/// Cross-entropy of `logits` [N, C] against int32 class `targets` [N], with optional label
+/// smoothing (PyTorch's definition). One fused kernel gives the loss and, when needed, the gradient.
+public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float = 0,
+                         reduction: Reduction = .mean) throws -> Tensor {
+    guard logits.rank == 2, targets.rank == 1, targets.count == logits.shape[0] else {
+        throw TensorError("crossEntropy: logits must be [N, C] and targets [N]; got \(logits.shape) and \(targets.shape).")
+    }
+    let (n, c) = (logits.shape[0], logits.shape[1])
+    let kernels = try logits.kernels
+    let needsGrad = GradMode.enabled && logits.requiresGrad
+    let gradient = needsGrad ? try Tensor.empty(logits.shape, on: logits.device) : nil
+    let out: Tensor
+    switch reduction {
+    case .mean, .sum:
+        out = try Tensor.empty([], on: logits.device)
+        // The kernel scales the gradient by gradScale / N; sum wants no 1/N.
+        try kernels.crossEntropy(logits: logits.floats("crossEntropy"), targets: targets.ints("crossEntropy"), rows: n,
+                                 classes: c, labelSmoothing: labelSmoothing, gradScale: reduction == .sum ? Float(n) : 1,
+                                 meanLoss: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"))
+        if reduction == .sum {
+            try kernels.binary(.mul, out.floats("crossEntropy"), scalar: Float(n), into: out.floats("crossEntropy"))
+        }
+    case .none:
+        out = try Tensor.empty([n], on: logits.device)
+        try kernels.crossEntropy(logits: logits.floats("crossEntropy"), targets: targets.ints("crossEntropy"), rows: n,
+                                 classes: c, labelSmoothing: labelSmoothing, gradScale: Float(n),
+                                 rowLosses: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"))
+    }
+    guard let gradient else { return out }
+    return out.recorded([logits]) { g in
+        // The upstream gradient is a scalar (mean, sum) or one value per row (none).
+        [try reduction == .none ? gradient * g.reshaped([n, 1]) : gradient * g.reshaped([1])]
+    }
+}
+
+/// Negative log-likelihood of log-probabilities [N, C] against int32 class targets [N].
+public func nllLoss(logProbabilities: Tensor, targets: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+    guard logProbabilities.rank == 2, targets.rank == 1, targets.count == logProbabilities.shape[0] else {
+        throw TensorError("nllLoss: inputs must be [N, C] and targets [N]; got \(logProbabilities.shape) and \(targets.shape).")
+    }
+    let picked = try (logProbabilities * targets.oneHot(classes: logProbabilities.shape[1])).sum(axis: 1).neg()
+    return try reduce(picked, reduction)
+}
+
+/// Mean squared error between `prediction` and `target` of the same shape.
+public func mseLoss(_ prediction: Tensor, _ target: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+    guard prediction.shape == target.shape else {
+        throw TensorError("mseLoss: shapes \(prediction.shape) and \(target.shape) differ.")
+    }
+    let difference = try prediction - target
+    let squared = try difference * difference
+    switch reduction {
+    case .mean: return try squared.mean()
+    case .sum: return try squared.sum()
+    case .none: return squared
+    }
+}
+
+/// Binary cross-entropy on logits, in the stable form max(x, 0) − x·y + log(1 + e^−|x|).
+public func binaryCrossEntropyWithLogits(_ logits: Tensor, _ target: Tensor, reduction: Reduction = .mean) throws -> Tensor {
+    guard logits.shape == target.shape else {
+        throw TensorError("binaryCrossEntropyWithLogits: shapes \(logits.shape) and \(target.shape) differ.")
+    }
+    let absolute = try logits.relu() + logits.neg().relu()
+    let losses = try logits.relu() - logits * target + (absolute.neg().exp() + 1).log()
+    switch reduction {
+    case .mean: return try losses.mean()
+    case .sum: return try losses.sum()
+    case .none: return losses
+    }
+}
+
+private func reduce(_ perSample: Tensor, _ reduction: Reduction) throws -> Tensor {
+    switch reduction {
+    case .mean: return try perSample.mean()
+    case .sum: return try perSample.sum()
+    case .none: return perSample
+    }
+}
+
+extension Tensor {
+    /// Batch normalization of [N, C] over the batch, PyTorch's BatchNorm1d: in training it
+    /// normalizes by the batch mean and *biased* variance and updates `runningMean`/`runningVar`
+    /// (the *unbiased* variance) in place with `momentum`; in eval it uses the running statistics.
+    public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
+                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) throws -> Tensor {
+        guard rank == 2 else { throw TensorError("batchNorm needs [N, C] input, got \(shape).") }
+        let (n, c) = (shape[0], shape[1])
+        let out = try Tensor.empty(shape, on: device)
+        let gamma = try weight?.floats("batchNorm"), beta = try bias?.floats("batchNorm")
+        guard training else {
+            guard let runningMean, let runningVar else {
+                throw TensorError("batchNorm in eval mode needs running statistics (track_running_stats).")
+            }
+            try kernels.batchNormForwardInference(x: floats("batchNorm"), rows: n, features: c, gamma: gamma, beta: beta,
+                                                  runningMean: runningMean.floats("batchNorm"),
+                                                  runningVar: runningVar.floats("batchNorm"), eps: eps,
+                                                  y: out.floats("batchNorm"))
+            let inputs = [self] + [weight, bias].compactMap { $0 }
+            return out.recorded(inputs) { _ in
+                throw TensorError("backward through batchNorm in eval mode is not supported; call train() first.")
+            }
+        }
+        guard n > 1 else {
+            throw TensorError("batchNorm in training needs more than 1 sample per feature, got input \(shape) (PyTorch raises too).")
+        }
+        let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
+        try kernels.batchNormForwardTraining(x: floats("batchNorm"), rows: n, features: c, gamma: gamma, beta: beta,
+                                             runningMean: runningMean?.floats("batchNorm"),
+                                             runningVar: runningVar?.floats("batchNorm"),
+                                             hyper: BatchNormHyperparameters(eps: eps, momentum: momentum),
+                                             y: out.floats("batchNorm"), saveMean: mean, saveInvstd: invstd)
+        let x = self
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        return out.recorded(inputs) { g in
+            let dx = try Tensor.empty(x.shape, on: x.device)
+            let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
+            let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }
+            try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: g.floats("batchNorm"), rows: n, features: c,
+                                            gamma: gamma, saveMean: mean, saveInvstd: invstd, dx: dx.floats("batchNorm"),
+                                            dgamma: dgamma?.floats("batchNorm"), dbeta: dbeta?.floats("batchNorm"))
+            return [dx] + (weight == nil ? [] : [dgamma]) + (bias == nil ? [] : [dbeta])
+        }
+    }
+}

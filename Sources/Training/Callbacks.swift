@@ -1,0 +1,128 @@
+import Foundation
+import KilnLayers
+import KilnTensor
+
+/// Hooks into `Trainer.fit`. Every method has an empty default; implement the ones you need.
+public protocol Callback: AnyObject {
+    func fitStart(_ trainer: Trainer) throws
+    func fitEnd(_ trainer: Trainer) throws
+    func epochStart(_ trainer: Trainer, epoch: Int) throws
+    func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws
+    /// After each optimizer step; `loss` is still on the device (reading it waits for the device).
+    func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws
+}
+
+extension Callback {
+    public func fitStart(_ trainer: Trainer) throws {}
+    public func fitEnd(_ trainer: Trainer) throws {}
+    public func epochStart(_ trainer: Trainer, epoch: Int) throws {}
+    public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {}
+    public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws {}
+}
+
+/// Stops training when `monitor` has not improved by more than `minDelta` for `patience` epochs.
+public final class EarlyStopping: Callback {
+    public let monitor: String, patience: Int, mode: MetricMode, minDelta: Double
+    private var best: Double?
+    private var waited = 0
+
+    public init(monitor: String = "val_loss", patience: Int = 3, mode: MetricMode? = nil, minDelta: Double = 0) {
+        self.monitor = monitor
+        self.patience = patience
+        self.mode = mode ?? MetricMode.natural(for: monitor)
+        self.minDelta = minDelta
+    }
+
+    public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
+        guard let value = record.value(of: monitor) else {
+            throw TrainingError("EarlyStopping: the metric \"\(monitor)\" is not available (is there validation data?).")
+        }
+        let improved = best.map { mode == .min ? value < $0 - minDelta : value > $0 + minDelta } ?? true
+        if improved {
+            best = value
+            waited = 0
+        } else {
+            waited += 1
+            if waited >= patience {
+                trainer.shouldStop = true
+                trainer.log("Early stopping: \(monitor) has not improved for \(patience) epoch(s) (best \(best ?? value)).")
+            }
+        }
+    }
+}
+
+/// Saves `last.safetensors` (a checkpoint: model, optimizer, epoch, step, random state) after every
+/// epoch and `best.safetensors` (the model) whenever `monitor` improves.
+public final class ModelCheckpoint: Callback {
+    public let folder: URL, monitor: String, mode: MetricMode
+    /// Extra metadata written into every file (the architecture, for example).
+    public var metadata: [String: String]
+    private var best: Double?
+
+    public init(folder: URL, monitor: String = "val_loss", mode: MetricMode? = nil, metadata: [String: String] = [:]) {
+        self.folder = folder
+        self.monitor = monitor
+        self.mode = mode ?? MetricMode.natural(for: monitor)
+        self.metadata = metadata
+    }
+
+    public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
+        guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let random = RandomState.state
+        var meta = metadata
+        meta["epoch"] = String(epoch + 1)
+        meta["step"] = String(trainer.globalStep)
+        meta["rng_seed"] = String(random.seed)
+        meta["rng_offset"] = String(random.offset)
+        meta["learning_rate"] = String(optimizer.learningRate)
+        try Checkpoint.save(model: model, optimizer: optimizer, metadata: meta, to: folder.appendingPathComponent("last.safetensors"))
+        if let value = record.value(of: monitor),
+           best.map({ mode == .min ? value < $0 : value > $0 }) ?? true {
+            best = value
+            try Checkpoint.saveModel(model, to: folder.appendingPathComponent("best.safetensors"), metadata: meta)
+        }
+    }
+}
+
+/// A learning rate as a function of the epoch (0-based) and the step within training.
+public enum LRSchedule: Sendable {
+    /// `base · gamma^⌊epoch / stepSize⌋` (PyTorch's StepLR).
+    case step(stepSize: Int, gamma: Double)
+    /// `minimum + (base − minimum)·(1 + cos(π·epoch/period))/2` (PyTorch's CosineAnnealingLR).
+    case cosine(period: Int, minimum: Double)
+    /// From `startFactor · base` up to `base` linearly over `steps` optimizer steps (PyTorch's LinearLR per step).
+    case linearWarmup(steps: Int, startFactor: Double)
+
+    /// The learning rate for `epoch` and `step` (optimizer steps taken so far).
+    public func rate(base: Double, epoch: Int, step: Int) -> Double {
+        switch self {
+        case .step(let size, let gamma):
+            return base * pow(gamma, Double(epoch / max(size, 1)))
+        case .cosine(let period, let minimum):
+            let e = Double(min(epoch, max(period, 1)))
+            return minimum + (base - minimum) * (1 + cos(Double.pi * e / Double(max(period, 1)))) / 2
+        case .linearWarmup(let steps, let start):
+            guard steps > 0, step < steps else { return base }
+            return base * (start + (1 - start) * Double(step) / Double(steps))
+        }
+    }
+}
+
+/// Sets the optimizer's learning rate from `schedule` before every epoch and every step.
+public final class LRScheduler: Callback {
+    public let schedule: LRSchedule
+    private var base: Double?
+
+    public init(_ schedule: LRSchedule) { self.schedule = schedule }
+
+    private func apply(_ trainer: Trainer) {
+        guard let optimizer = trainer.optimizer else { return }
+        let base = self.base ?? Double(optimizer.learningRate)
+        self.base = base
+        optimizer.learningRate = Float(schedule.rate(base: base, epoch: trainer.currentEpoch, step: trainer.globalStep))
+    }
+
+    public func epochStart(_ trainer: Trainer, epoch: Int) throws { apply(trainer) }
+    public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws { apply(trainer) }
+}

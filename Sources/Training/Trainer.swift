@@ -1,0 +1,221 @@
+import Foundation
+import KilnDevice
+import KilnKernels
+import KilnLayers
+import KilnTensor
+
+/// Where a `Trainer` takes its batches from: a `DataLoader`, or anything that can hand out
+/// (input, target) tensor pairs for an epoch.
+public protocol BatchSource {
+    /// Samples in one epoch.
+    var sampleCount: Int { get }
+    /// Batches in one epoch.
+    var batchCount: Int { get }
+    /// Calls `body` with each batch of epoch `epoch` (0-based), in order.
+    func forEachBatch(epoch: Int, _ body: (_ input: Tensor, _ target: Tensor) throws -> Void) throws
+}
+
+/// What stops training early: a non-finite loss.
+public struct TrainingError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Trains a model with a loss and an optimizer over a `BatchSource`, in the spirit of PyTorch
+/// Lightning's `Trainer.fit`: per-epoch metrics, a progress bar on a terminal (one line per epoch
+/// otherwise), callbacks, and `history.json`/`history.csv` plus plots in `outputFolder`.
+///
+/// The loss is read back every `logEvery` steps (and at the end of each epoch), never every step:
+/// the device runs ahead of the host.
+///
+/// ```swift
+/// let trainer = Trainer(maxEpochs: 10, callbacks: [EarlyStopping(monitor: "val_loss", patience: 3)])
+/// let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: Adam(model.parameters),
+///                               train: trainLoader, validation: testLoader)
+/// ```
+public final class Trainer {
+    public var maxEpochs: Int
+    public var callbacks: [any Callback]
+    /// Steps between loss read-backs (progress and NaN checks).
+    public var logEvery: Int
+    /// Where history and plots go (nil: nowhere).
+    public var outputFolder: URL?
+    /// Prints progress; replace to silence or redirect.
+    public var log: (String) -> Void = { print($0) }
+    /// Whether to draw a progress bar (default: when stdout is a terminal).
+    public var progressBar: Bool = isatty(STDOUT_FILENO) != 0
+
+    /// Set by a callback (early stopping) to end `fit` after the current epoch.
+    public var shouldStop = false
+    /// Optimizer steps taken so far (continues across a resume).
+    public var globalStep = 0
+    /// The epoch being trained (0-based).
+    public internal(set) var currentEpoch = 0
+    /// Per-epoch metrics so far.
+    public var history = History()
+    /// The optimizer of the current `fit` (schedulers adjust its learning rate).
+    public internal(set) var optimizer: Optimizer?
+    /// The model of the current `fit` (checkpoint callbacks save it).
+    public internal(set) var model: (any Module)?
+
+    public init(maxEpochs: Int, callbacks: [any Callback] = [], logEvery: Int = 50, outputFolder: URL? = nil) {
+        self.maxEpochs = maxEpochs
+        self.callbacks = callbacks
+        self.logEvery = max(1, logEvery)
+        self.outputFolder = outputFolder
+    }
+
+    /// Trains `model` for the remaining epochs (from `startEpoch`, for a resumed run) and returns the history.
+    @discardableResult
+    public func fit(model: any Module, loss: any Loss, optimizer: Optimizer, train: any BatchSource,
+                    validation: (any BatchSource)? = nil, startEpoch: Int = 0) throws -> History {
+        self.model = model
+        self.optimizer = optimizer
+        shouldStop = false
+        for callback in callbacks { try callback.fitStart(self) }
+        var epoch = startEpoch
+        while epoch < maxEpochs && !shouldStop {
+            currentEpoch = epoch
+            for callback in callbacks { try callback.epochStart(self, epoch: epoch) }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let trainLoss = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train, epoch: epoch)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            var record = EpochRecord(epoch: epoch + 1, trainLoss: trainLoss, trainAccuracy: nil, validationLoss: nil,
+                                     validationAccuracy: nil, seconds: seconds,
+                                     samplesPerSecond: Double(train.sampleCount) / max(seconds, 1e-9),
+                                     learningRate: Double(optimizer.learningRate))
+            if let validation {
+                let metrics = try evaluate(model: model, loss: loss, data: validation)
+                record.validationLoss = metrics.loss
+                record.validationAccuracy = metrics.accuracy
+            }
+            history.append(record)
+            log(Self.describe(record, of: maxEpochs))
+            for callback in callbacks { try callback.epochEnd(self, epoch: epoch, record: record) }
+            if let outputFolder { try writeReports(to: outputFolder) }
+            epoch += 1
+        }
+        for callback in callbacks { try callback.fitEnd(self) }
+        return history
+    }
+
+    /// One epoch of training; returns the mean batch loss.
+    func trainEpoch(model: any Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
+                    epoch: Int) throws -> Double {
+        model.train()
+        var lossSum: Tensor?
+        var batches = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        try data.forEachBatch(epoch: epoch) { input, target in
+            optimizer.zeroGrad()
+            let loss = try lossFunction(try model(input), target)
+            try loss.backward()
+            try optimizer.step()
+            globalStep += 1
+            batches += 1
+            // The epoch's loss is summed on the device; nothing waits here.
+            if let sum = lossSum {
+                try sum.kernels.axpy(alpha: 1, x: loss.buffer, y: sum.buffer)
+            } else {
+                lossSum = try loss.detach() + 0
+            }
+            for callback in callbacks { try callback.batchEnd(self, step: globalStep, loss: loss) }
+            if batches % logEvery == 0, let sum = lossSum {
+                let mean = try checkedMean(sum, batches)
+                if progressBar {
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    drawProgress(epoch: epoch, batch: batches, of: data.batchCount, loss: mean, elapsed: elapsed)
+                }
+            }
+        }
+        if progressBar { print("\r\u{1B}[2K", terminator: "") }
+        guard let sum = lossSum else { throw TrainingError("The training data has no batches.") }
+        return try checkedMean(sum, batches)
+    }
+
+    /// Reads the summed loss and stops training with a clear message when it is not finite.
+    func checkedMean(_ sum: Tensor, _ batches: Int) throws -> Double {
+        let value = Double(try sum.item()) / Double(batches)
+        guard value.isFinite else {
+            throw TrainingError("The loss became \(value) by step \(globalStep) (epoch \(currentEpoch + 1), batch \(batches)); try a lower learning rate.")
+        }
+        return value
+    }
+
+    /// Mean loss and accuracy of `model` over `data`, in eval mode and without recording gradients.
+    /// Accuracy counts argmax hits for class targets (nil for other targets).
+    public func evaluate(model: any Module, loss lossFunction: any Loss, data: any BatchSource) throws
+        -> (loss: Double, accuracy: Double?) {
+        model.eval()
+        defer { model.train() }
+        var lossSum: Tensor?
+        var correct: [Tensor] = []
+        var samples = 0
+        try withNoGrad {
+            try data.forEachBatch(epoch: 0) { input, target in
+                let logits = try model(input)
+                let batchLoss = try lossFunction(logits, target) * Float(input.shape[0])
+                lossSum = try lossSum.map { try $0 + batchLoss } ?? batchLoss
+                samples += input.shape[0]
+                if target.dtype == .int32, logits.rank == 2 {
+                    let count = try Tensor(labels: [0], on: logits.device)
+                    try logits.kernels.countCorrect(logits: logits.buffer, targets: target.intBuffer,
+                                                    rows: logits.shape[0], classes: logits.shape[1],
+                                                    into: count.intBuffer)
+                    correct.append(count)
+                }
+            }
+        }
+        guard let lossSum, samples > 0 else { throw TrainingError("The evaluation data has no batches.") }
+        let loss = Double(try lossSum.item()) / Double(samples)
+        let hits = try correct.reduce(0) { $0 + (try $1.toIntArray()[0]) }
+        return (loss, correct.isEmpty ? nil : Double(hits) / Double(samples))
+    }
+
+    /// Class predictions and probabilities (softmax of the model's output) for every sample of `data`.
+    public func predict(model: any Module, data: any BatchSource) throws -> (classes: [Int], probabilities: [[Float]]) {
+        model.eval()
+        defer { model.train() }
+        var classes: [Int] = [], probabilities: [[Float]] = []
+        try withNoGrad {
+            try data.forEachBatch(epoch: 0) { input, _ in
+                let p = try model(input).softmax()
+                let columns = p.shape[1]
+                let values = try p.toArray()
+                for row in 0..<p.shape[0] {
+                    let slice = Array(values[row * columns..<(row + 1) * columns])
+                    probabilities.append(slice)
+                    classes.append(slice.indices.max { slice[$0] < slice[$1] } ?? 0)
+                }
+            }
+        }
+        return (classes, probabilities)
+    }
+
+    func writeReports(to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try history.writeJSON(to: folder.appendingPathComponent("history.json"))
+        try history.writeCSV(to: folder.appendingPathComponent("history.csv"))
+        try writeAtomically(Data(SVGPlot.lossAndAccuracy(history: history).utf8),
+                            to: folder.appendingPathComponent("curves.svg"))
+    }
+
+    static func describe(_ r: EpochRecord, of total: Int) -> String {
+        var line = "epoch \(r.epoch)/\(total)  train_loss \(String(format: "%.4f", r.trainLoss))"
+        if let v = r.validationLoss { line += "  val_loss \(String(format: "%.4f", v))" }
+        if let a = r.validationAccuracy { line += "  val_acc \(String(format: "%.2f%%", a * 100))" }
+        line += "  \(String(format: "%.2f", r.seconds)) s  \(Int(r.samplesPerSecond)) samples/s"
+        return line
+    }
+
+    func drawProgress(epoch: Int, batch: Int, of total: Int, loss: Double, elapsed: Double) {
+        let width = 30
+        let done = total > 0 ? min(width, width * batch / total) : 0
+        let rate = Double(batch) / max(elapsed, 1e-9)
+        let eta = rate > 0 ? Double(total - batch) / rate : 0
+        let bar = String(repeating: "=", count: done) + String(repeating: " ", count: width - done)
+        print("\r\u{1B}[2Kepoch \(epoch + 1)/\(maxEpochs) [\(bar)] \(batch)/\(total)  loss \(String(format: "%.4f", loss))  \(String(format: "%.1f", rate)) it/s  ETA \(Int(eta)) s",
+              terminator: "")
+        fflush(nil)  // flushes every output stream, stdout included
+    }
+}

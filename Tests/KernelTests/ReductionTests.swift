@@ -1,0 +1,134 @@
+import Foundation
+import KilnDevice
+import KilnKernels
+import KilnTestSupport
+import Testing
+
+@Suite("Reduction kernels")
+struct ReductionTests {
+    /// Reference reduction in Double, and the summed magnitudes (for the tolerance of sums).
+    static func reference(_ op: ReductionOp, _ x: [Float], rows: Int, cols: Int, axis: ReductionAxis)
+        -> (values: [Double], magnitude: [Double]) {
+        let groups: [[Int]]
+        switch axis {
+        case .eachRow: groups = (0..<rows).map { r in (0..<cols).map { r * cols + $0 } }
+        case .eachColumn: groups = (0..<cols).map { c in (0..<rows).map { $0 * cols + c } }
+        case .all: groups = [Array(0..<(rows * cols))]
+        }
+        let values = groups.map { g -> Double in
+            switch op {
+            case .sum: g.reduce(0) { $0 + Double(x[$1]) }
+            case .mean: g.reduce(0) { $0 + Double(x[$1]) } / Double(g.count)
+            case .max: g.reduce(-Double.infinity) { Swift.max($0, Double(x[$1])) }
+            }
+        }
+        let magnitude = groups.map { g in g.reduce(0) { $0 + abs(Double(x[$1])) } / (op == .mean ? Double(g.count) : 1) }
+        return (values, magnitude)
+    }
+
+    @Test("sum, mean and max over rows, columns and everything", arguments: ReductionOp.allCases)
+    func reductions(op: ReductionOp) throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (rows, cols) in EW.shapes + [(4099, 3)] {
+                let x = randomFloats(rows * cols, in: -2...3, seed: UInt64(rows * 1000 + cols))
+                let xb = try device.buffer(x)
+                for axis in ReductionAxis.allCases {
+                    let out = try device.buffer(Float.self, count: axis.resultCount(rows: rows, cols: cols))
+                    try kernels.reduce(op, xb, rows: rows, cols: cols, axis: axis, into: out)
+                    let actual = try out.toArray()
+                    let (expected, magnitude) = Self.reference(op, x, rows: rows, cols: cols, axis: axis)
+                    let what = "\(EW.path(kernels)) \(op) \(axis) [\(rows), \(cols)]"
+                    if op == .max {
+                        #expect(actual.map(Double.init) == expected, "\(what)")  // max is exact
+                    } else {
+                        // Float32 accumulation: error bounded by a few ulps of the summed magnitude.
+                        for i in expected.indices where abs(Double(actual[i]) - expected[i]) > 2e-6 * magnitude[i] + 1e-6 {
+                            Issue.record("\(what)[\(i)]: \(actual[i]) vs \(expected[i])")
+                            break
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("argmax over rows, columns and everything: the first index wins ties")
+    func argmax() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (rows, cols) in EW.shapes + [(4099, 3)] {
+                // Values on a coarse grid, so every row and column has ties.
+                let x = EW.floatsWithTies(rows * cols, seed: UInt64(rows + 17 * cols))
+                let xb = try device.buffer(x)
+                for axis in ReductionAxis.allCases {
+                    let out = try device.buffer(Int32.self, count: axis.resultCount(rows: rows, cols: cols))
+                    try kernels.argmax(xb, rows: rows, cols: cols, axis: axis, into: out)
+                    let expected: [Int32]
+                    switch axis {
+                    case .eachRow: expected = (0..<rows).map { r in EWRef.argmax(Array(x[r * cols..<(r + 1) * cols])) }
+                    case .eachColumn: expected = (0..<cols).map { c in EWRef.argmax((0..<rows).map { x[$0 * cols + c] }) }
+                    case .all: expected = [EWRef.argmax(x)]
+                    }
+                    #expect(try out.toArray() == expected, "\(EW.path(kernels)) argmax \(axis) [\(rows), \(cols)]")
+                }
+            }
+        }
+    }
+
+    @Test("argmax of all-equal and -inf values is index 0; ties far apart pick the first")
+    func argmaxTies() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (rows, cols) in [(3, 1000), (1000, 3), (1, 70_000)] {
+                let n = rows * cols
+                for fill in [Float(2), -.infinity] {
+                    var x = [Float](repeating: fill, count: n)
+                    for axis in ReductionAxis.allCases {
+                        let out = try device.buffer(Int32.self, count: axis.resultCount(rows: rows, cols: cols))
+                        try kernels.argmax(try device.buffer(x), rows: rows, cols: cols, axis: axis, into: out)
+                        #expect(try out.toArray().allSatisfy { $0 == 0 }, "\(EW.path(kernels)) \(fill) \(axis) [\(rows), \(cols)]")
+                    }
+                    // Two equal maxima: near the end of one partial chunk and in a later one.
+                    x[n - 1] = 9; x[n / 2 + 1] = 9
+                    let out = try device.buffer(Int32.self, count: 1)
+                    try kernels.argmax(try device.buffer(x), rows: rows, cols: cols, axis: .all, into: out)
+                    #expect(try out.toArray() == [Int32(n / 2 + 1)], "\(EW.path(kernels)) two maxima [\(rows), \(cols)]")
+                }
+            }
+        }
+    }
+
+    @Test("results are bitwise identical run after run")
+    func deterministic() throws {
+        for kernels in try EW.libraries() {
+            let (rows, cols) = (1000, 257)
+            let x = try kernels.device.buffer(randomFloats(rows * cols, seed: 99))
+            for axis in ReductionAxis.allCases {
+                var runs: [[Float]] = []
+                for _ in 0..<3 {
+                    let out = try kernels.device.buffer(Float.self, count: axis.resultCount(rows: rows, cols: cols))
+                    try kernels.reduce(.sum, x, rows: rows, cols: cols, axis: axis, into: out)
+                    runs.append(try out.toArray())
+                }
+                #expect(runs.allSatisfy { $0.map(\.bitPattern) == runs[0].map(\.bitPattern) }, "\(EW.path(kernels)) \(axis)")
+            }
+        }
+    }
+
+    @Test("launchers reject mismatched shapes")
+    func shapeErrors() throws {
+        let kernels = try TestDevice.kernels()
+        let device = kernels.device
+        let x = try device.buffer(Float.self, count: 12)
+        let r3 = try device.buffer(Float.self, count: 3), r4 = try device.buffer(Float.self, count: 4)
+        let i3 = try device.buffer(Int32.self, count: 3), i1 = try device.buffer(Int32.self, count: 1)
+        #expect(throws: ShapeError.self) { try kernels.reduce(.sum, x, rows: 3, cols: 4, axis: .eachRow, into: r4) }
+        #expect(throws: ShapeError.self) { try kernels.reduce(.mean, x, rows: 3, cols: 4, axis: .eachColumn, into: r3) }
+        #expect(throws: ShapeError.self) { try kernels.reduce(.max, x, rows: 3, cols: 4, axis: .all, into: r3) }
+        #expect(throws: ShapeError.self) { try kernels.reduce(.max, x, rows: 2, cols: 4, axis: .eachRow, into: r3) }
+        #expect(throws: ShapeError.self) { try kernels.argmax(x, rows: 3, cols: 4, axis: .eachColumn, into: i3) }
+        #expect(throws: ShapeError.self) { try kernels.argmax(x, rows: 3, cols: 4, axis: .all, into: i3) }
+        #expect(throws: ShapeError.self) { try kernels.argmax(x, rows: -3, cols: -4, axis: .all, into: i1) }
+    }
+}
