@@ -114,25 +114,16 @@ struct Train: ParsableCommand {
         let metadata = [MLPSpec.metadataKey: try spec.json(), "seed": String(seed)]
         var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: "val_accuracy", metadata: metadata)]
         switch schedule {
-        case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1)))
-        case "cosine": callbacks.append(LRScheduler(.cosine(period: epochs, minimum: 0)))
-        case "warmup": callbacks.append(LRScheduler(.linearWarmup(steps: trainLoader.batchesPerEpoch, startFactor: 0.1)))
+        case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1), base: Double(lr)))
+        case "cosine": callbacks.append(LRScheduler(.cosine(period: epochs, minimum: 0), base: Double(lr)))
+        case "warmup": callbacks.append(LRScheduler(.linearWarmup(steps: trainLoader.batchesPerEpoch, startFactor: 0.1), base: Double(lr)))
         default: break
         }
         let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
         var startEpoch = 0
         if let resume {
-            let meta = try Checkpoint.load(model: model, optimizer: optimizer, from: URL(fileURLWithPath: resume))
-            startEpoch = Int(meta["epoch"] ?? "") ?? 0
-            trainer.globalStep = Int(meta["step"] ?? "") ?? 0
-            if let s = meta["rng_seed"].flatMap(UInt64.init), let o = meta["rng_offset"].flatMap(UInt64.init) {
-                RandomState.state = (s, o)
-            }
-            if let lr = meta["learning_rate"].flatMap(Float.init) { optimizer.learningRate = lr }
-            let historyFile = folder.appendingPathComponent("history.json")
-            if let history = try? History(contentsOf: historyFile) {
-                trainer.history = History(records: Array(history.records.prefix(startEpoch)))
-            }
+            startEpoch = try trainer.restore(from: URL(fileURLWithPath: resume), model: model, optimizer: optimizer,
+                                             historyFile: folder.appendingPathComponent("history.json"))
             print("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
         }
         let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,

@@ -92,8 +92,8 @@ public final class BatchNorm1d: Module {
     public let runningVar: Tensor
     public let eps: Float
     public let momentum: Float
-    /// Training batches seen (PyTorch's `num_batches_tracked`). Kept for state-dict compatibility:
-    /// with a fixed momentum it does not affect the numbers, so a loaded value is not restored.
+    /// Training batches seen (PyTorch's `num_batches_tracked`), kept on the host: with a fixed
+    /// momentum it does not change the numbers, but state dicts carry it.
     public private(set) var numBatchesTracked = 0
 
     public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) throws {
@@ -115,6 +115,12 @@ public final class BatchNorm1d: Module {
             buffers.append(("num_batches_tracked", count))
         }
         return buffers
+    }
+
+    public func restoreHostBuffer(_ name: String, from tensor: Tensor) throws -> Bool {
+        guard name == "num_batches_tracked" else { return false }
+        numBatchesTracked = try tensor.toIntArray().first ?? 0
+        return true
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {

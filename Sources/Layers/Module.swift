@@ -20,12 +20,16 @@ public protocol Module: AnyObject {
     var children: [(name: String, module: any Module)] { get }
     /// Training mode (batch statistics, dropout on) or evaluation mode.
     var training: Bool { get set }
+    /// Takes the value of an own buffer that the module keeps on the host (such as BatchNorm's
+    /// `num_batches_tracked`) when a state dict is loaded; returns false for buffers on the device.
+    func restoreHostBuffer(_ name: String, from tensor: Tensor) throws -> Bool
 }
 
 extension Module {
     public var ownParameters: [(name: String, tensor: Tensor)] { [] }
     public var ownBuffers: [(name: String, tensor: Tensor)] { [] }
     public var children: [(name: String, module: any Module)] { [] }
+    public func restoreHostBuffer(_ name: String, from tensor: Tensor) throws -> Bool { false }
 
     /// Every parameter with its full dotted name, depth first.
     public func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
@@ -77,8 +81,15 @@ extension Module {
             if !mismatched.isEmpty { problems.append("shape mismatch: \(mismatched.joined(separator: "; "))") }
             throw TensorError("load(stateDict:): " + problems.joined(separator: "; ") + ".")
         }
-        for (name, tensor) in own {
-            if let source = stateDict[name] { try tensor.assign(source) }
+        try assignState(stateDict, prefix: "")
+    }
+
+    /// Copies the entries of `stateDict` under `prefix` into this module and its children.
+    private func assignState(_ stateDict: [String: Tensor], prefix: String) throws {
+        for (name, tensor) in ownParameters + ownBuffers {
+            guard let source = stateDict[prefix + name] else { continue }
+            if try !restoreHostBuffer(name, from: source) { try tensor.assign(source) }
         }
+        for (name, child) in children { try child.assignState(stateDict, prefix: prefix + name + ".") }
     }
 }

@@ -114,7 +114,12 @@ public final class LRScheduler: Callback {
     public let schedule: LRSchedule
     private var base: Double?
 
-    public init(_ schedule: LRSchedule) { self.schedule = schedule }
+    /// `base` is the learning rate the schedule scales (default: the optimizer's at the first step;
+    /// give it when resuming, since the optimizer's rate then is already scheduled).
+    public init(_ schedule: LRSchedule, base: Double? = nil) {
+        self.schedule = schedule
+        self.base = base
+    }
 
     private func apply(_ trainer: Trainer) {
         guard let optimizer = trainer.optimizer else { return }

@@ -99,6 +99,26 @@ public final class Trainer {
         return history
     }
 
+    /// Restores a checkpoint written by `ModelCheckpoint` (`last.safetensors`) into `model` and
+    /// `optimizer`, with the step count, learning rate and random state, and keeps the history of
+    /// the epochs before it when `historyFile` holds one. Returns the epoch to continue from, for
+    /// `fit(startEpoch:)`; the run then continues exactly as if it had not stopped.
+    public func restore(from checkpoint: URL, model: any Module, optimizer: Optimizer, historyFile: URL? = nil) throws -> Int {
+        let meta = try Checkpoint.load(model: model, optimizer: optimizer, from: checkpoint)
+        guard let epoch = meta["epoch"].flatMap(Int.init), let step = meta["step"].flatMap(Int.init) else {
+            throw TrainingError("\(checkpoint.path) is a model file, not a training checkpoint (no epoch and step); resume from last.safetensors.")
+        }
+        globalStep = step
+        if let seed = meta["rng_seed"].flatMap(UInt64.init), let offset = meta["rng_offset"].flatMap(UInt64.init) {
+            RandomState.state = (seed, offset)
+        }
+        if let rate = meta["learning_rate"].flatMap(Float.init) { optimizer.learningRate = rate }
+        if let historyFile, let earlier = try? History(contentsOf: historyFile) {
+            history = History(records: Array(earlier.records.prefix(epoch)))
+        }
+        return epoch
+    }
+
     /// One epoch of training; returns the mean batch loss.
     func trainEpoch(model: any Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
                     epoch: Int) throws -> Double {
