@@ -1553,12 +1553,11 @@ __kernel void sgd_step_f32(const int n, const float lr, const float momentum, co
 // 0 for AdamW); m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
 // p -= step_size * m / (sqrt(v) / bc2_sqrt + eps), step_size = lr / (1 - beta1^t),
 // bc2_sqrt = sqrt(1 - beta2^t).
-__kernel void adam_step_f32(const int n, const float decay, const float l2, const float beta1,
-                            const float beta2, const float eps, const float step_size, const float bc2_sqrt,
-                            __global float* param, __global const float* grad, __global float* exp_avg,
-                            __global float* exp_avg_sq) {
-    const int i = get_global_id(0) * NRO_W;
-    if (i >= n) return;
+// One Adam/AdamW update of the NRO_W elements at i of one tensor (shared by the kernels below).
+inline void adam_update(const int n, const int i, const float decay, const float l2, const float beta1,
+                        const float beta2, const float eps, const float step_size, const float bc2_sqrt,
+                        __global float* param, __global const float* grad, __global float* exp_avg,
+                        __global float* exp_avg_sq) {
     nro_v p = nro_load(param, i, n);
     nro_v g = nro_load(grad, i, n);
     if (decay != 1.0f) p *= decay;
@@ -1568,6 +1567,35 @@ __kernel void adam_step_f32(const int n, const float decay, const float l2, cons
     nro_store(m, exp_avg, i, n);
     nro_store(v, exp_avg_sq, i, n);
     nro_store(p - step_size * (m / (sqrt(v) / bc2_sqrt + eps)), param, i, n);
+}
+
+__kernel void adam_step_f32(const int n, const float decay, const float l2, const float beta1,
+                            const float beta2, const float eps, const float step_size, const float bc2_sqrt,
+                            __global float* param, __global const float* grad, __global float* exp_avg,
+                            __global float* exp_avg_sq) {
+    const int i = get_global_id(0) * NRO_W;
+    if (i >= n) return;
+    adam_update(n, i, decay, l2, beta1, beta2, eps, step_size, bc2_sqrt, param, grad, exp_avg, exp_avg_sq);
+}
+
+// The same update for up to 8 tensors in one launch (a model's parameters in one or two
+// launches instead of one each). Tensor k owns work-items [start_k, start_k + ceil(n_k / NRO_W));
+// unused slots have n_k = 0. Which tensor a work-item serves is uniform over long runs, so the
+// branch costs little.
+#define ADAM_SLOT(k) const int n##k, const int start##k, __global float* p##k, __global const float* g##k, \
+                     __global float* m##k, __global float* v##k
+#define ADAM_TRY(k)                                                                                 \
+    if (w >= start##k && w < start##k + (n##k + NRO_W - 1) / NRO_W) {                               \
+        adam_update(n##k, (w - start##k) * NRO_W, decay, l2, beta1, beta2, eps, step_size, bc2_sqrt, \
+                    p##k, g##k, m##k, v##k);                                                        \
+        return;                                                                                     \
+    }
+__kernel void adam_step_multi_f32(const float decay, const float l2, const float beta1, const float beta2,
+                                  const float eps, const float step_size, const float bc2_sqrt,
+                                  ADAM_SLOT(0), ADAM_SLOT(1), ADAM_SLOT(2), ADAM_SLOT(3),
+                                  ADAM_SLOT(4), ADAM_SLOT(5), ADAM_SLOT(6), ADAM_SLOT(7)) {
+    const int w = get_global_id(0);
+    ADAM_TRY(0) ADAM_TRY(1) ADAM_TRY(2) ADAM_TRY(3) ADAM_TRY(4) ADAM_TRY(5) ADAM_TRY(6) ADAM_TRY(7)
 }
 
 // RMSprop: g = grad + wd * p; v = alpha v + (1 - alpha) g^2; centered: ga += (1 - alpha)(g - ga),

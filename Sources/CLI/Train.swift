@@ -66,6 +66,8 @@ struct Train: ParsableCommand {
     var resume: String?
     @Option(name: .customLong("log-every"), help: "Steps between loss read-backs.") var logEvery = 100
     @Flag(help: "End with one JSON line: test accuracy, epoch seconds, device.") var json = false
+    @Flag(help: "Record each kernel's device time (OpenCL profiling events) and print the top kernels, launches per step and pool statistics at the end.")
+    var profile = false
 
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be ≥ 1.") }
@@ -88,7 +90,7 @@ struct Train: ParsableCommand {
     }
 
     func train() throws {
-        let device = try deviceOptions.open()
+        let device = try deviceOptions.open(profiling: profile)
         print("Device: \(device)")
         RandomState.manualSeed(seed)
         let folder = URL(fileURLWithPath: out)
@@ -129,6 +131,12 @@ struct Train: ParsableCommand {
         let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,
                                       validation: validationLoader, startEpoch: startEpoch)
 
+        if profile {
+            let steps = max(trainer.globalStep, 1)
+            let stats = device.pool.statistics
+            print("Profile: \(device.queue.launches) kernel launches, \(String(format: "%.1f", Double(device.queue.launches) / Double(steps))) per step (validation included); pool \(stats.hits) hits, \(stats.misses) misses, \(formatBytes(stats.peakBytesLive)) peak live")
+            print(device.queue.profiler.table(top: 15))
+        }
         let (testLoss, testAccuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
         print(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
         try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)

@@ -133,6 +133,22 @@ public final class Profiler: @unchecked Sendable {
         return totals.values.sorted { $0.nanoseconds > $1.nanoseconds }
     }
 
+    /// The `top` kernels by device time as a table: name, launches, total ms, share of the total.
+    public func table(top: Int = 12) -> String {
+        let entries = summary()
+        let total = max(entries.reduce(0) { $0 + $1.nanoseconds }, 1)
+        var lines = ["kernel                         launches    total ms   share"]
+        for entry in entries.prefix(top) {
+            let name = entry.name.padding(toLength: 30, withPad: " ", startingAt: 0)
+            let launches = String(entry.launches).leftPadded(9, with: " ")
+            let ms = String(format: "%.2f", Double(entry.nanoseconds) / 1e6).leftPadded(11, with: " ")
+            let share = String(format: "%.1f%%", 100 * Double(entry.nanoseconds) / Double(total)).leftPadded(7, with: " ")
+            lines.append("\(name) \(launches) \(ms) \(share)")
+        }
+        lines.append("all kernels: \(String(format: "%.2f", Double(total) / 1e6)) ms device time")
+        return lines.joined(separator: "\n")
+    }
+
     /// Forgets everything recorded.
     public func reset() {
         lock.lock(); defer { lock.unlock() }

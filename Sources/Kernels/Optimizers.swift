@@ -133,6 +133,34 @@ extension KernelLibrary {
         try adam("adamWStep", param, grad, expAvg, expAvgSq, step: step, hyper: hyper, decoupled: true)
     }
 
+    /// One Adam or AdamW update (`decoupled`) of several tensors that share a step count, in
+    /// ⌈count/8⌉ launches instead of one per tensor. Each entry is (param, grad, expAvg, expAvgSq).
+    public func adamStep(tensors: [(param: Buffer<Float>, grad: Buffer<Float>, expAvg: Buffer<Float>, expAvgSq: Buffer<Float>)],
+                         step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
+        let name = decoupled ? "adamWStep" : "adamStep"
+        for t in tensors {
+            try checkOptimizer(name, param: t.param, [("grad", t.grad), ("expAvg", t.expAvg), ("expAvgSq", t.expAvgSq)])
+        }
+        guard step >= 1 else { throw ShapeError("\(name): step counts from 1, got \(step).") }
+        let t = Double(step)
+        let bias1 = 1 - pow(Double(hyper.beta1), t), bias2 = 1 - pow(Double(hyper.beta2), t)
+        let stepSize = Float(Double(hyper.lr) / bias1), bias2Sqrt = Float(bias2.squareRoot())
+        let decay = decoupled ? Float(1 - Double(hyper.lr) * Double(hyper.weightDecay)) : 1
+        let l2 = decoupled ? 0 : hyper.weightDecay
+        for group in stride(from: 0, to: tensors.count, by: 8).map({ Array(tensors[$0..<min($0 + 8, tensors.count)]) }) {
+            var arguments: [any KernelArgument] = [decay, l2, hyper.beta1, hyper.beta2, hyper.eps, stepSize, bias2Sqrt]
+            var start = 0
+            for slot in 0..<8 {
+                // An unused slot repeats the first tensor with n = 0: valid buffers, never touched.
+                let entry = slot < group.count ? group[slot] : group[0]
+                let n = slot < group.count ? entry.param.count : 0
+                arguments += [Int32(n), Int32(start), entry.param, entry.grad, entry.expAvg, entry.expAvgSq]
+                start += (n + nroElementWidth - 1) / nroElementWidth
+            }
+            try launch1D("adam_step_multi_f32", start, arguments: arguments)
+        }
+    }
+
     private func adam(_ name: String, _ param: Buffer<Float>, _ grad: Buffer<Float>, _ expAvg: Buffer<Float>,
                       _ expAvgSq: Buffer<Float>, step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
         try checkOptimizer(name, param: param, [("grad", grad), ("expAvg", expAvg), ("expAvgSq", expAvgSq)])

@@ -45,11 +45,14 @@ extension Tensor {
         if node == nil && graphReleased {
             throw TensorError("backward(): the graph through this tensor was already released by an earlier backward(); run the forward pass again.")
         }
+        let userSeed = seed
         let seed = try seed ?? {
             guard count == 1 else {
                 throw TensorError("backward(): the output has shape \(shape); pass gradient: for a non-scalar output (PyTorch: grad can be implicitly created only for scalar outputs).")
             }
-            return try Tensor.full(shape, 1, on: device)
+            let ones = try Tensor.full(shape, 1, on: device)
+            ones.isUnitSeed = true
+            return ones
         }()
         guard seed.shape == shape else {
             throw TensorError("backward(gradient:): the gradient has shape \(seed.shape) but the output has \(shape).")
@@ -65,19 +68,37 @@ extension Tensor {
         }
         visit(self)
 
+        // A leaf takes its first gradient's buffer as its own unless another tensor's gradient (or
+        // the caller) also holds that buffer; then it copies. Saves a copy per parameter per step.
+        var handedOut = Set<ObjectIdentifier>(), shared = Set<ObjectIdentifier>()
+        func note(_ t: Tensor) {
+            guard let buffer = t.floatStorage else { return }
+            if !handedOut.insert(ObjectIdentifier(buffer)).inserted { shared.insert(ObjectIdentifier(buffer)) }
+        }
+        note(seed)
+        if let buffer = userSeed?.floatStorage { shared.insert(ObjectIdentifier(buffer)) }
+
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
         for t in order.reversed() {
             guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
             guard let node = t.node else {
-                try t.accumulateGrad(g)
+                let exclusive = g.floatStorage.map { !shared.contains(ObjectIdentifier($0)) } ?? false
+                try t.accumulateGrad(g, adopting: exclusive)
                 continue
             }
             // Backward closures use tensor ops themselves; they must not record a graph of their own.
             let inputGrads = try withNoGrad { try node.backward(g) }
             for (input, inputGrad) in zip(node.inputs, inputGrads) {
                 guard input.requiresGrad, let inputGrad else { continue }
+                note(inputGrad)
                 let key = ObjectIdentifier(input)
-                grads[key] = try grads[key].map { try $0.adding(inputGrad) } ?? inputGrad
+                if let earlier = grads[key] {
+                    let sum = try earlier.adding(inputGrad)
+                    note(sum)
+                    grads[key] = sum
+                } else {
+                    grads[key] = inputGrad
+                }
             }
         }
         for t in order where t.node != nil {
@@ -86,13 +107,16 @@ extension Tensor {
         }
     }
 
-    /// `grad += g` for a leaf (a fresh buffer the first time).
-    func accumulateGrad(_ g: Tensor) throws {
+    /// `grad += g` for a leaf. The first time, `g` itself becomes the gradient when `adopting` (no
+    /// other tensor holds its buffer), else a copy of it.
+    func accumulateGrad(_ g: Tensor, adopting: Bool) throws {
         guard g.shape == shape else {
             throw TensorError("internal: gradient of shape \(g.shape) for a tensor of shape \(shape).")
         }
         if let grad {
             try kernels.axpy(alpha: 1, x: g.floats("grad"), y: grad.floats("grad"))
+        } else if adopting {
+            grad = Tensor(shape: shape, floats: try g.floats("grad"))
         } else {
             // Keep a buffer of our own: `g` may be shared with other tensors of the graph.
             let copy = try Tensor.empty(shape, on: device)

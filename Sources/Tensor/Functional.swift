@@ -81,8 +81,10 @@ public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float 
     }
     guard let gradient else { return out }
     return out.recorded([logits]) { g in
-        // The upstream gradient is a scalar (mean, sum) or one value per row (none).
-        [try reduction == .none ? gradient * g.reshaped([n, 1]) : gradient * g.reshaped([1])]
+        // The upstream gradient is a scalar (mean, sum) or one value per row (none); when it is
+        // backward()'s own seed of ones, the fused kernel's gradient is already the answer.
+        if g.isUnitSeed { return [gradient] }
+        return [try reduction == .none ? gradient * g.reshaped([n, 1]) : gradient * g.reshaped([1])]
     }
 }
 

@@ -46,6 +46,8 @@ public final class Tensor: @unchecked Sendable {
     var node: Node?
     /// Set once `backward()` has run through this tensor and freed its graph.
     var graphReleased = false
+    /// The all-ones gradient `backward()` starts from: ops may skip multiplying by it.
+    var isUnitSeed = false
 
     init(shape: [Int], floats: Buffer<Float>, requiresGrad: Bool = false) {
         self.shape = shape

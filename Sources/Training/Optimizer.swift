@@ -131,6 +131,24 @@ public class Adam: Optimizer {
         super.init(parameters, learningRate: lr)
     }
 
+    /// Updates every parameter with a gradient, those with equal step counts together in a few launches.
+    public override func step() throws {
+        var byStep: [Int: [(param: Buffer<Float>, grad: Buffer<Float>, expAvg: Buffer<Float>, expAvgSq: Buffer<Float>)]] = [:]
+        var first: Tensor?
+        for (i, parameter) in parameters.enumerated() {
+            guard let grad = parameter.grad else { continue }
+            steps[i] += 1
+            byStep[steps[i], default: []].append((try parameter.buffer, try grad.buffer, try buffer("exp_avg", i).buffer,
+                                                  try buffer("exp_avg_sq", i).buffer))
+            first = first ?? parameter
+        }
+        guard let kernels = try first?.kernels else { return }
+        let hyper = AdamHyperparameters(lr: learningRate, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
+        for (step, tensors) in byStep.sorted(by: { $0.key < $1.key }) {
+            try kernels.adamStep(tensors: tensors, step: step, hyper: hyper, decoupled: decoupled)
+        }
+    }
+
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let hyper = AdamHyperparameters(lr: learningRate, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
         let m = try buffer("exp_avg", index), v = try buffer("exp_avg_sq", index)

@@ -119,8 +119,9 @@ public final class Trainer {
         return epoch
     }
 
-    /// One epoch of training; returns the mean batch loss.
-    func trainEpoch(model: any Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
+    /// One epoch of training (no validation, no callbacks' epoch events); returns the mean batch
+    /// loss. `fit` calls it; benchmarks call it to time an epoch alone.
+    public func trainEpoch(model: any Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
                     epoch: Int) throws -> Double {
         model.train()
         var lossSum: Tensor?

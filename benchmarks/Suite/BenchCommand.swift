@@ -21,6 +21,17 @@ public struct BenchReport: Codable, Sendable {
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "The benchmark suite: kernels (the default) and training epochs.",
+        subcommands: [KernelBench.self, TrainBench.self],
+        defaultSubcommand: KernelBench.self)
+
+    public init() {}
+}
+
+/// `kiln bench kernels`: matmul, memory-bound kernels and the device's peak.
+public struct KernelBench: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "kernels",
         abstract: "Measure Kiln's kernels on a device: matmul GFLOP/s, memory-bound ops in GB/s, and the device's own peak.",
         discussion: """
             Each figure is the median of --repeats timed runs after --warmup runs, timed on the device \
