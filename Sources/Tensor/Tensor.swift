@@ -112,15 +112,18 @@ public final class Tensor: @unchecked Sendable {
         try self.init(rows.flatMap { $0 }, shape: [rows.count, cols], on: device, requiresGrad: requiresGrad)
     }
 
-    /// An int32 tensor (class labels, indices).
-    public convenience init(labels: [Int], shape: [Int]? = nil, on device: Device? = nil) throws {
+    /// An int32 tensor (class labels, indices). With `blocking: false` the upload is queued and
+    /// the call returns at once (the tensor keeps its own copy of the values until it is sent).
+    public convenience init(labels: [Int], shape: [Int]? = nil, on device: Device? = nil, blocking: Bool = true) throws {
         let shape = shape ?? [labels.count]
         try Self.checkShape(shape, count: labels.count)
         guard labels.allSatisfy({ Int32(exactly: $0) != nil }) else {
             throw TensorError("Tensor(labels:): a label does not fit in Int32.")
         }
         let device = try device ?? Tensor.defaultDevice()
-        self.init(shape: shape, ints: try device.buffer(labels.isEmpty ? [0] : labels.map { Int32($0) }))
+        let buffer: Buffer<Int32> = try device.buffer(count: labels.count)
+        try buffer.write(labels.map { Int32($0) }, blocking: blocking)
+        self.init(shape: shape, ints: buffer)
     }
 
     static func checkShape(_ shape: [Int], count: Int) throws {
@@ -132,8 +135,9 @@ public final class Tensor: @unchecked Sendable {
         }
     }
 
-    /// An uninitialised float tensor from the pool (every element is written before it is read).
-    static func empty(_ shape: [Int], on device: Device) throws -> Tensor {
+    /// A float tensor from the pool whose elements are undefined until written (by a kernel, or
+    /// `buffer.write`): no fill is enqueued.
+    public static func empty(_ shape: [Int], on device: Device) throws -> Tensor {
         try checkShape(shape, count: shape.reduce(1, *))
         return Tensor(shape: shape, floats: try device.buffer(Float.self, count: shape.reduce(1, *)))
     }

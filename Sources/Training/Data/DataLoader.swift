@@ -213,7 +213,9 @@ public final class DataLoader {
         try uploadIfNeeded()
         // The device-side index of this batch: a slice of the epoch's order, uploaded once per epoch.
         func index() throws -> Tensor {
-            if epoch.indexTensor == nil { epoch.indexTensor = try Tensor(labels: epoch.order, on: device) }
+            if epoch.indexTensor == nil {
+                epoch.indexTensor = try Tensor(labels: epoch.order, on: device, blocking: false)
+            }
             guard let all = epoch.indexTensor else { throw DataError("DataLoader: the epoch's index tensor is missing") }
             return try all.rows(range)
         }
@@ -250,9 +252,7 @@ public final class DataLoader {
         var host: [Float] = []
         host.reserveCapacity(rows.count * width)
         for row in rows { host += source[row * width..<(row + 1) * width] }
-        // `zeros` is the public way to get a pooled float tensor; its fill is a cheap device-side
-        // command, and the write after it (queued in order) replaces every element.
-        let tensor = try Tensor.zeros([rows.count, width], on: device)
+        let tensor = try Tensor.empty([rows.count, width], on: device)
         try tensor.buffer.write(host, blocking: false)
         return tensor
     }
