@@ -141,12 +141,7 @@ extension KernelLibrary {
         for t in tensors {
             try checkOptimizer(name, param: t.param, [("grad", t.grad), ("expAvg", t.expAvg), ("expAvgSq", t.expAvgSq)])
         }
-        guard step >= 1 else { throw ShapeError("\(name): step counts from 1, got \(step).") }
-        let t = Double(step)
-        let bias1 = 1 - pow(Double(hyper.beta1), t), bias2 = 1 - pow(Double(hyper.beta2), t)
-        let stepSize = Float(Double(hyper.lr) / bias1), bias2Sqrt = Float(bias2.squareRoot())
-        let decay = decoupled ? Float(1 - Double(hyper.lr) * Double(hyper.weightDecay)) : 1
-        let l2 = decoupled ? 0 : hyper.weightDecay
+        let (decay, l2, stepSize, bias2Sqrt) = try adamScalars(name, step: step, hyper: hyper, decoupled: decoupled)
         for group in stride(from: 0, to: tensors.count, by: 8).map({ Array(tensors[$0..<min($0 + 8, tensors.count)]) }) {
             var arguments: [any KernelArgument] = [decay, l2, hyper.beta1, hyper.beta2, hyper.eps, stepSize, bias2Sqrt]
             var start = 0
@@ -161,15 +156,22 @@ extension KernelLibrary {
         }
     }
 
-    private func adam(_ name: String, _ param: Buffer<Float>, _ grad: Buffer<Float>, _ expAvg: Buffer<Float>,
-                      _ expAvgSq: Buffer<Float>, step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
-        try checkOptimizer(name, param: param, [("grad", grad), ("expAvg", expAvg), ("expAvgSq", expAvgSq)])
+    /// The per-step scalars of Adam's update, in Double then rounded once: the decoupled decay
+    /// factor, the L2 coefficient, lr / (1 − β1ᵗ) and √(1 − β2ᵗ).
+    private func adamScalars(_ name: String, step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws
+        -> (decay: Float, l2: Float, stepSize: Float, bias2Sqrt: Float) {
         guard step >= 1 else { throw ShapeError("\(name): step counts from 1, got \(step).") }
         let t = Double(step)
         let bias1 = 1 - pow(Double(hyper.beta1), t), bias2 = 1 - pow(Double(hyper.beta2), t)
-        let stepSize = Float(Double(hyper.lr) / bias1), bias2Sqrt = Float(bias2.squareRoot())
-        let decay = decoupled ? Float(1 - Double(hyper.lr) * Double(hyper.weightDecay)) : 1
-        let l2 = decoupled ? 0 : hyper.weightDecay
+        return (decoupled ? Float(1 - Double(hyper.lr) * Double(hyper.weightDecay)) : 1,
+                decoupled ? 0 : hyper.weightDecay,
+                Float(Double(hyper.lr) / bias1), Float(bias2.squareRoot()))
+    }
+
+    private func adam(_ name: String, _ param: Buffer<Float>, _ grad: Buffer<Float>, _ expAvg: Buffer<Float>,
+                      _ expAvgSq: Buffer<Float>, step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
+        try checkOptimizer(name, param: param, [("grad", grad), ("expAvg", expAvg), ("expAvgSq", expAvgSq)])
+        let (decay, l2, stepSize, bias2Sqrt) = try adamScalars(name, step: step, hyper: hyper, decoupled: decoupled)
         try launchOptimizer("adam_step_f32", count: param.count, Int32(param.count), decay, l2, hyper.beta1, hyper.beta2,
                             hyper.eps, stepSize, bias2Sqrt, param, grad, expAvg, expAvgSq)
     }
