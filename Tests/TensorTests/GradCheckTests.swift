@@ -100,6 +100,18 @@ struct GradCheckTests {
         }
     }
 
+    @Test("batch norm in training mode (with and without affine) and dropout with a fixed mask")
+    func normalization() throws {
+        try gradCheck([[6, 4], [4], [4]], range: -2...2, "batchNorm affine") {
+            try $0[0].batchNorm(weight: $0[1], bias: $0[2], runningMean: nil, runningVar: nil, training: true)
+        }
+        try gradCheck([[5, 3]], range: -2...2, "batchNorm without affine") {
+            try $0[0].batchNorm(weight: nil, bias: nil, runningMean: nil, runningVar: nil, training: true)
+        }
+        // The same (seed, offset) gives the same mask in every evaluation.
+        try gradCheck([[7, 5]], "dropout p 0.3") { try $0[0].dropout(p: 0.3, seed: 42, offset: 0) }
+    }
+
     @Test("shape ops: reshape, transpose, rows, gather, concatenation")
     func shapes() throws {
         let device = try TestDevice.get()
