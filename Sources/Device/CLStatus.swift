@@ -5,11 +5,13 @@ public struct CLStatus: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// The raw `cl_int` returned by the OpenCL call.
     public let code: Int32
 
+    /// Wraps a raw status code.
     public init(_ code: Int32) { self.code = code }
 
     /// The symbolic name from `cl.h`, or `CL_UNKNOWN_ERROR` for a code the headers do not define.
     public var name: String { Self.names[code] ?? "CL_UNKNOWN_ERROR" }
 
+    /// The name and the code, e.g. `CL_INVALID_VALUE (-30)`.
     public var description: String { "\(name) (\(code))" }
 
     /// True for `CL_MEM_OBJECT_ALLOCATION_FAILURE` and `CL_OUT_OF_RESOURCES`: the pool may trim and retry.

@@ -94,8 +94,11 @@ private final class CallbackBox {
 public final class Profiler: @unchecked Sendable {
     /// Total device time and launch count of one kernel.
     public struct Entry: Sendable, Codable {
+        /// The kernel's function name.
         public var name: String
+        /// Launches recorded.
         public var launches: Int
+        /// Total device time of those launches, in nanoseconds.
         public var nanoseconds: UInt64
     }
 

@@ -61,6 +61,7 @@ public final class Device: @unchecked Sendable, CustomStringConvertible {
         clReleaseContext(context)
     }
 
+    /// The device's name, platform and most specific selector: `NVIDIA H100 [NVIDIA CUDA, 0:0]`.
     public var description: String { "\(info.name) [\(info.platformName), \(info.selectors.last ?? "")]" }
 
     // MARK: Listing and selection

@@ -16,6 +16,7 @@ public enum DeviceError: Error, Sendable, CustomStringConvertible, LocalizedErro
     /// A request the device layer cannot honour (a zero-size buffer, a length mismatch, ...).
     case invalidArgument(String)
 
+    /// The message: what happened and what to do about it.
     public var description: String {
         switch self {
         case .noPlatform(let status):
@@ -55,6 +56,7 @@ public enum DeviceError: Error, Sendable, CustomStringConvertible, LocalizedErro
         }
     }
 
+    /// `description`, so `localizedDescription` gives the full message.
     public var errorDescription: String? { description }
 }
 

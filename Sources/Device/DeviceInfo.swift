@@ -18,26 +18,43 @@ public struct DeviceInfo: Sendable, Codable, Equatable {
     public var deviceIndex: Int
     /// Index among all devices of the same type across platforms (`gpu:1` is the second GPU).
     public var typeIndex: Int
+    /// `CL_DEVICE_NAME` (e.g. `NVIDIA H100 80GB HBM3`).
     public var name: String
+    /// `CL_DEVICE_VENDOR`.
     public var vendor: String
+    /// `CL_PLATFORM_NAME` of the device's platform (e.g. `NVIDIA CUDA`, `Portable Computing Language`).
     public var platformName: String
+    /// `CL_PLATFORM_VERSION` of the device's platform (e.g. `OpenCL 3.0 CUDA 12.4.0`).
     public var platformVersion: String
+    /// `CL_DRIVER_VERSION`.
     public var driverVersion: String
+    /// GPU, CPU, accelerator or other (`CL_DEVICE_TYPE`).
     public var type: DeviceType
+    /// `CL_DEVICE_MAX_COMPUTE_UNITS`: SMs on an NVIDIA GPU, CUs on AMD, hardware threads on PoCL.
     public var computeUnits: Int
+    /// `CL_DEVICE_MAX_CLOCK_FREQUENCY`, in MHz.
     public var maxClockMHz: Int
+    /// `CL_DEVICE_GLOBAL_MEM_SIZE`: the device's memory, in bytes.
     public var globalMemory: UInt64
+    /// `CL_DEVICE_MAX_MEM_ALLOC_SIZE`: the largest single buffer, in bytes.
     public var maxAllocation: UInt64
+    /// `CL_DEVICE_LOCAL_MEM_SIZE`: `__local` memory per work-group, in bytes.
     public var localMemory: UInt64
     /// `local` (dedicated on-chip memory) or `global` (ordinary RAM, as on PoCL).
     public var localMemoryType: String
+    /// `CL_DEVICE_MAX_WORK_GROUP_SIZE`: the most work-items in one work-group.
     public var maxWorkGroupSize: Int
     /// `CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT`: floats per native SIMD register (8 on AVX2, 16 on AVX-512).
     public var nativeFloatVectorWidth: Int
+    /// `CL_DEVICE_OPENCL_C_VERSION` (e.g. `OpenCL C 1.2`).
     public var openCLCVersion: String
+    /// Whether the device has `cl_khr_fp16` (half-precision arithmetic).
     public var fp16: Bool
+    /// Whether the device has double precision (`CL_DEVICE_DOUBLE_FP_CONFIG` or `cl_khr_fp64`).
     public var fp64: Bool
+    /// Whether its queues can record timings (`CL_QUEUE_PROFILING_ENABLE`), which `Profiler` needs.
     public var profiling: Bool
+    /// `CL_DEVICE_EXTENSIONS`, one name per element.
     public var extensions: [String]
 
     /// Describes a device; `Device.list()` makes these from OpenCL, tests may make their own.

@@ -119,6 +119,7 @@ public protocol KernelArgument {
 }
 
 extension KernelArgument where Self: BitwiseCopyable {
+    /// Passes the value's bytes as a scalar argument (`clSetKernelArg`).
     public func setArgument(_ kernel: cl_kernel, _ index: cl_uint) -> cl_int {
         var value = self
         return clSetKernelArg(kernel, index, MemoryLayout<Self>.size, &value)
@@ -131,6 +132,7 @@ extension UInt64: KernelArgument {}
 extension Float: KernelArgument {}
 
 extension Buffer: KernelArgument {
+    /// Passes the buffer's `cl_mem` handle (`clSetKernelArg`).
     public func setArgument(_ kernel: cl_kernel, _ index: cl_uint) -> cl_int {
         var handle: cl_mem? = mem
         return clSetKernelArg(kernel, index, MemoryLayout<cl_mem>.size, &handle)
@@ -139,8 +141,11 @@ extension Buffer: KernelArgument {
 
 /// `__local` memory of a given size, as a kernel argument.
 public struct LocalMemory: KernelArgument {
+    /// The size of the `__local` allocation, in bytes.
     public let bytes: Int
+    /// `__local` memory of `bytes` bytes.
     public init(bytes: Int) { self.bytes = bytes }
+    /// Reserves `bytes` of `__local` memory for argument `index` (`clSetKernelArg` with no value).
     public func setArgument(_ kernel: cl_kernel, _ index: cl_uint) -> cl_int {
         clSetKernelArg(kernel, index, bytes, nil)
     }

@@ -5,6 +5,7 @@ import KilnDevice
 public struct ShapeError: Error, Sendable, CustomStringConvertible {
     /// What was wrong, naming the kernel and the shapes.
     public let description: String
+    /// An error with the given message.
     public init(_ description: String) { self.description = description }
 }
 

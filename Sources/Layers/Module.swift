@@ -26,9 +26,13 @@ public protocol Module: AnyObject {
 }
 
 extension Module {
+    /// Default: no parameters of its own.
     public var ownParameters: [(name: String, tensor: Tensor)] { [] }
+    /// Default: no buffers of its own.
     public var ownBuffers: [(name: String, tensor: Tensor)] { [] }
+    /// Default: no sub-modules.
     public var children: [(name: String, module: any Module)] { [] }
+    /// Default: no buffers on the host, so false.
     public func restoreHostBuffer(_ name: String, from tensor: Tensor) throws -> Bool { false }
 
     /// Every parameter with its full dotted name, depth first.

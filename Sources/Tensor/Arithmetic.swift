@@ -71,18 +71,31 @@ extension Tensor {
         }
     }
 
+    /// Element-wise `a + b` with broadcasting (`torch.add`); records the gradient.
     public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.add, b) }
+    /// Element-wise `a − b` with broadcasting (`torch.sub`); records the gradient.
     public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.sub, b) }
+    /// Element-wise `a · b` with broadcasting (`torch.mul`); records the gradient.
     public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.mul, b) }
+    /// Element-wise `a / b` with broadcasting (`torch.div`); records the gradient.
     public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.div, b) }
+    /// `b` added to every element of `a`.
     public static func + (a: Tensor, b: Float) throws -> Tensor { try a.binary(.add, scalar: b) }
+    /// `b` subtracted from every element of `a`.
     public static func - (a: Tensor, b: Float) throws -> Tensor { try a.binary(.sub, scalar: b) }
+    /// Every element of `a` times `b`.
     public static func * (a: Tensor, b: Float) throws -> Tensor { try a.binary(.mul, scalar: b) }
+    /// Every element of `a` divided by `b`.
     public static func / (a: Tensor, b: Float) throws -> Tensor { try a.binary(.div, scalar: b) }
+    /// `a` added to every element of `b`.
     public static func + (a: Float, b: Tensor) throws -> Tensor { try b.binary(.add, scalar: a) }
+    /// `a − x` for every element `x` of `b`.
     public static func - (a: Float, b: Tensor) throws -> Tensor { try b.neg().binary(.add, scalar: a) }
+    /// `a` times every element of `b`.
     public static func * (a: Float, b: Tensor) throws -> Tensor { try b.binary(.mul, scalar: a) }
+    /// `a / x` for every element `x` of `b` (computed as `a · x^-1`).
     public static func / (a: Float, b: Tensor) throws -> Tensor { try b.pow(-1).binary(.mul, scalar: a) }
+    /// Element-wise negation, `-a`.
     public static prefix func - (a: Tensor) throws -> Tensor { try a.neg() }
 
     /// Applies a one-input kernel; `derivative(g, x, y)` gives the input gradient.

@@ -3,6 +3,7 @@ import KilnDevice
 
 /// A problem with a safetensors file: the message names the file and what is wrong.
 public struct SafeTensorsError: Error, Sendable, CustomStringConvertible {
+    /// The message: `file: problem`.
     public let description: String
     init(_ file: String, _ problem: String) { description = "\(file): \(problem)" }
 }
@@ -24,10 +25,14 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
 
 /// One tensor of a safetensors file: its type, shape and little-endian bytes.
 public struct SafeTensor: Sendable, Equatable {
+    /// The element type of `data`.
     public var dtype: SafeTensorsDType
+    /// The dimensions ([] for a scalar).
     public var shape: [Int]
+    /// The elements' little-endian bytes, in row-major order.
     public var data: Data
 
+    /// A tensor from raw bytes, taken as given (not checked against `shape`).
     public init(dtype: SafeTensorsDType, shape: [Int], data: Data) {
         self.dtype = dtype; self.shape = shape; self.data = data
     }
@@ -82,6 +87,7 @@ public struct SafeTensorsFile: Sendable {
     /// The `__metadata__` strings.
     public var metadata: [String: String]
 
+    /// A file's contents in memory, empty by default; `write(to:)` saves it.
     public init(tensors: [String: SafeTensor] = [:], metadata: [String: String] = [:]) {
         self.tensors = tensors; self.metadata = metadata
     }

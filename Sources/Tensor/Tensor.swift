@@ -12,7 +12,9 @@ public enum DType: String, Sendable, Codable {
 
 /// An error a tensor operation throws: the message names the op and the shapes.
 public struct TensorError: Error, Sendable, CustomStringConvertible {
+    /// The message.
     public let description: String
+    /// An error with the given message.
     public init(_ description: String) { self.description = description }
 }
 

@@ -13,19 +13,29 @@ public protocol Callback: AnyObject {
 }
 
 extension Callback {
+    /// Called once before the first epoch of `fit`; does nothing by default.
     public func fitStart(_ trainer: Trainer) throws {}
+    /// Called once when `fit` ends (after the last epoch or an early stop); does nothing by default.
     public func fitEnd(_ trainer: Trainer) throws {}
+    /// Called before epoch `epoch` (0-based) trains; does nothing by default.
     public func epochStart(_ trainer: Trainer, epoch: Int) throws {}
+    /// Called after epoch `epoch` (0-based) with its metrics, validation included; does nothing by default.
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {}
+    /// Called after each optimizer step, `step` being `trainer.globalStep`; does nothing by default.
     public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws {}
 }
 
 /// Stops training when `monitor` has not improved by more than `minDelta` for `patience` epochs.
 public final class EarlyStopping: Callback {
+    /// The metric watched (an `EpochRecord` name such as `val_loss`), the epochs without improvement
+    /// allowed, whether smaller or larger is better, and the least change that counts as an improvement.
     public let monitor: String, patience: Int, mode: MetricMode, minDelta: Double
     private var best: Double?
     private var waited = 0
 
+    /// Stops after `patience` epochs (default 3) in which `monitor` (default `val_loss`) has not improved
+    /// by more than `minDelta` (default 0); `mode` defaults to the metric's natural direction
+    /// (`MetricMode.natural(for:)`).
     public init(monitor: String = "val_loss", patience: Int = 3, mode: MetricMode? = nil, minDelta: Double = 0) {
         self.monitor = monitor
         self.patience = patience
@@ -33,6 +43,8 @@ public final class EarlyStopping: Callback {
         self.minDelta = minDelta
     }
 
+    /// Compares `monitor` in `record` with the best so far and sets `trainer.shouldStop` once it has
+    /// not improved for `patience` epochs. Throws when the metric is missing (no validation data).
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
         guard let value = record.value(of: monitor) else {
             throw TrainingError("EarlyStopping: the metric \"\(monitor)\" is not available (is there validation data?).")
@@ -54,11 +66,15 @@ public final class EarlyStopping: Callback {
 /// Saves `last.safetensors` (a checkpoint: model, optimizer, epoch, step, random state) after every
 /// epoch and `best.safetensors` (the model) whenever `monitor` improves.
 public final class ModelCheckpoint: Callback {
+    /// The folder the files go to, the metric that picks `best.safetensors`, and whether smaller or
+    /// larger is better.
     public let folder: URL, monitor: String, mode: MetricMode
     /// Extra metadata written into every file (the architecture, for example).
     public var metadata: [String: String]
     private var best: Double?
 
+    /// Writes into `folder` (created when needed); `monitor` defaults to `val_loss` and `mode` to the
+    /// metric's natural direction (`MetricMode.natural(for:)`).
     public init(folder: URL, monitor: String = "val_loss", mode: MetricMode? = nil, metadata: [String: String] = [:]) {
         self.folder = folder
         self.monitor = monitor
@@ -66,6 +82,8 @@ public final class ModelCheckpoint: Callback {
         self.metadata = metadata
     }
 
+    /// Writes `last.safetensors`, and `best.safetensors` when `monitor` improved; both carry
+    /// `metadata` plus the epochs done, the step, the random state and the learning rate.
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
         guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -111,6 +129,7 @@ public enum LRSchedule: Sendable {
 
 /// Sets the optimizer's learning rate from `schedule` before every epoch and every step.
 public final class LRScheduler: Callback {
+    /// How the learning rate changes with epoch and step.
     public let schedule: LRSchedule
     private var base: Double?
 
@@ -128,6 +147,8 @@ public final class LRScheduler: Callback {
         optimizer.learningRate = Float(schedule.rate(base: base, epoch: trainer.currentEpoch, step: trainer.globalStep))
     }
 
+    /// Sets the learning rate for the epoch that starts.
     public func epochStart(_ trainer: Trainer, epoch: Int) throws { apply(trainer) }
+    /// Sets the learning rate for the next step.
     public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws { apply(trainer) }
 }

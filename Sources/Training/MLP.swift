@@ -10,13 +10,20 @@ public struct MLPSpec: Codable, Sendable, Equatable {
     /// The activation between layers.
     public enum ActivationKind: String, Codable, Sendable, CaseIterable { case relu, gelu, tanh, sigmoid }
 
+    /// Input features (784, the default, for flattened 28×28 images).
     public var inputs: Int
+    /// The widths of the hidden layers, in order (default [256, 128]).
     public var hidden: [Int]
+    /// Output logits, one per class (default 10).
     public var classes: Int
+    /// The activation after each hidden layer (default `.relu`).
     public var activation: ActivationKind
+    /// Whether each hidden `Linear` is followed by a `BatchNorm1d` (default false).
     public var batchNorm: Bool
+    /// The `Dropout` probability after each hidden activation (0, the default: no dropout layers).
     public var dropout: Float
 
+    /// A spec; the defaults describe 784 → 256 → 128 → 10 with ReLU, no batch norm and no dropout.
     public init(inputs: Int = 784, hidden: [Int] = [256, 128], classes: Int = 10, activation: ActivationKind = .relu,
                 batchNorm: Bool = false, dropout: Float = 0) {
         self.inputs = inputs; self.hidden = hidden; self.classes = classes
@@ -70,6 +77,8 @@ public struct MLPSpec: Codable, Sendable, Equatable {
 }
 
 extension DataLoader: BatchSource {
+    /// Samples in one epoch: `count`, or only those of full batches with `dropLast`.
     public var sampleCount: Int { dropLast ? batchesPerEpoch * batchSize : count }
+    /// Batches in one epoch (`batchesPerEpoch`).
     public var batchCount: Int { batchesPerEpoch }
 }

@@ -21,6 +21,8 @@ open class Optimizer {
     /// Per-parameter step counts (PyTorch's `state['step']`).
     public internal(set) var steps: [Int]
 
+    /// Holds `parameters` and the learning rate; state and step counts start empty. Subclasses
+    /// call it from their own `init`.
     public init(_ parameters: [Tensor], learningRate: Float) {
         self.parameters = parameters
         self.learningRate = learningRate
@@ -93,8 +95,11 @@ open class Optimizer {
 /// Stochastic gradient descent with momentum, dampening, Nesterov and weight decay (PyTorch's formulas,
 /// including the first step, where the momentum buffer is the gradient itself).
 public final class SGD: Optimizer {
+    /// Hyperparameters as in `torch.optim.SGD`; they may be changed between steps.
     public var momentum: Float, dampening: Float, nesterov: Bool, weightDecay: Float
 
+    /// `torch.optim.SGD(params, lr, momentum, dampening, nesterov, weight_decay)`, with PyTorch's
+    /// defaults (all 0, no Nesterov). Throws when `nesterov` is set without momentum or with dampening.
     public init(_ parameters: [Tensor], lr: Float, momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false,
                 weightDecay: Float = 0) throws {
         guard !nesterov || (momentum > 0 && dampening == 0) else {
@@ -104,6 +109,7 @@ public final class SGD: Optimizer {
         super.init(parameters, learningRate: lr)
     }
 
+    /// One SGD step of `parameter`, in one kernel.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let first = state[index]["momentum_buffer"] == nil
         let buffer = momentum != 0 ? try self.buffer("momentum_buffer", index) : nil
@@ -117,9 +123,12 @@ public final class SGD: Optimizer {
 
 /// Adam (`decoupled: false`, weight decay added to the gradient) with PyTorch's bias correction.
 public class Adam: Optimizer {
+    /// Hyperparameters as in `torch.optim.Adam` (`betas` split in two); they may be changed between steps.
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
     let decoupled: Bool
 
+    /// `torch.optim.Adam(params, lr, betas, eps, weight_decay)`, with PyTorch's defaults
+    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
     public init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
                 weightDecay: Float = 0) {
         beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; decoupled = false
@@ -149,6 +158,7 @@ public class Adam: Optimizer {
         }
     }
 
+    /// One Adam (or AdamW) step of `parameter` alone; `step()` updates many in fewer launches.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let hyper = AdamHyperparameters(lr: learningRate, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
         let m = try buffer("exp_avg", index), v = try buffer("exp_avg_sq", index)
@@ -164,6 +174,8 @@ public class Adam: Optimizer {
 
 /// AdamW: Adam with decoupled weight decay (default 0.01, as in PyTorch).
 public final class AdamW: Adam {
+    /// `torch.optim.AdamW(params, lr, betas, eps, weight_decay)`, with PyTorch's defaults
+    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01).
     public override init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
                 weightDecay: Float = 0.01) {
         super.init(parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
@@ -172,14 +184,18 @@ public final class AdamW: Adam {
 
 /// RMSprop with PyTorch's formulas (optional momentum and centering).
 public final class RMSprop: Optimizer {
+    /// Hyperparameters as in `torch.optim.RMSprop`; they may be changed between steps.
     public var alpha: Float, eps: Float, weightDecay: Float, momentum: Float, centered: Bool
 
+    /// `torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered)`, with
+    /// PyTorch's defaults (lr 1e-2, alpha 0.99, eps 1e-8, no weight decay or momentum, not centered).
     public init(_ parameters: [Tensor], lr: Float = 1e-2, alpha: Float = 0.99, eps: Float = 1e-8,
                 weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) {
         self.alpha = alpha; self.eps = eps; self.weightDecay = weightDecay; self.momentum = momentum; self.centered = centered
         super.init(parameters, learningRate: lr)
     }
 
+    /// One RMSprop step of `parameter`, in one kernel.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let squareAvg = try buffer("square_avg", index)
         let momentumBuffer = momentum > 0 ? try buffer("momentum_buffer", index) : nil

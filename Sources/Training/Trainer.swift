@@ -17,7 +17,9 @@ public protocol BatchSource {
 
 /// What stops training early: a non-finite loss.
 public struct TrainingError: Error, CustomStringConvertible, Sendable {
+    /// The message.
     public let description: String
+    /// An error with the given message.
     public init(_ description: String) { self.description = description }
 }
 
@@ -34,7 +36,9 @@ public struct TrainingError: Error, CustomStringConvertible, Sendable {
 ///                               train: trainLoader, validation: testLoader)
 /// ```
 public final class Trainer {
+    /// The epoch count `fit` trains up to, counting epochs before a resume's `startEpoch`.
     public var maxEpochs: Int
+    /// Hooks called, in order, at each point of `fit`.
     public var callbacks: [any Callback]
     /// Steps between loss read-backs (progress and NaN checks).
     public var logEvery: Int
@@ -58,6 +62,8 @@ public final class Trainer {
     /// The model of the current `fit` (checkpoint callbacks save it).
     public internal(set) var model: (any Module)?
 
+    /// A trainer for up to `maxEpochs` epochs that reads the loss back every `logEvery` steps
+    /// (default 50, at least 1) and writes reports to `outputFolder` when one is given.
     public init(maxEpochs: Int, callbacks: [any Callback] = [], logEvery: Int = 50, outputFolder: URL? = nil) {
         self.maxEpochs = maxEpochs
         self.callbacks = callbacks
