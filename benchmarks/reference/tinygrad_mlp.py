@@ -10,7 +10,8 @@
   --feed host:             each step uploads the batch, gathered in numpy, to the device.
 The first epoch is warm-up (tinygrad compiles and captures the jit); prints each epoch's seconds, the steady
 median, samples/s, ms/step and kernels per step (GlobalCounters.kernel_count, host->device copies
-included: device feed = 46 jitted kernels + 1 index copy, host feed = 42 kernels + 2 batch copies). Needs tinygrad (pip install tinygrad). Not part of the build or of CI.
+included: device feed = 46 jitted kernels + 1 index copy, host feed = 42 kernels + 2 batch copies).
+Needs tinygrad (pip install tinygrad; 0.14.0 tested). Not part of the build or of CI.
 """
 import argparse
 import gzip
