@@ -62,8 +62,8 @@ __kernel void axpy_f32(const int n, const float alpha, __global const float* x, 
 // order (a serial loop on a CPU, a fixed tree over a fixed group size on a GPU); no atomics.
 
 // ---- Vector width of element-wise kernels ---------------------------------------------------
-// A work-item handles EW_W consecutive floats. On a CPU (PoCL) an explicit float16 is what keeps
-// these loop-free bodies on full AVX-512 (PoCL's own vectorizer stops at 8 wide, and float4 is the
+// A work-item handles EW_W consecutive floats. On a CPU (PoCL) an explicit vector of the native
+// width (KILN_VEC: float16 on AVX-512, float8 on AVX2) is what keeps these loop-free bodies on full SIMD (PoCL's own vectorizer stops at 8 wide, and float4 is the
 // slowest choice there); on a GPU float4 keeps accesses coalesced with plenty of items. The Swift
 // side mirrors this width in `KernelLibrary.elementwiseWidth`.
 #ifdef KILN_GPU
@@ -74,7 +74,7 @@ __kernel void axpy_f32(const int n, const float alpha, __global const float* x, 
 #define vstoreW vstore4
 #define convert_floatW convert_float4
 #define EW_IOTA ((int4)(0, 1, 2, 3))
-#else
+#elif KILN_VEC >= 16
 #define EW_W 16
 #define floatW float16
 #define intW int16
@@ -82,6 +82,15 @@ __kernel void axpy_f32(const int n, const float alpha, __global const float* x, 
 #define vstoreW vstore16
 #define convert_floatW convert_float16
 #define EW_IOTA ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#else
+// An AVX2 host (native width 8): 16-wide builtins (exp, erf, fma) become out-of-line calls there.
+#define EW_W 8
+#define floatW float8
+#define intW int8
+#define vloadW vload8
+#define vstoreW vstore8
+#define convert_floatW convert_float8
+#define EW_IOTA ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
 #endif
 
 // Work-group size of the GPU tree reductions (a power of two; local arrays are this long). The

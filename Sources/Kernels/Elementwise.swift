@@ -113,7 +113,7 @@ extension KernelLibrary {
     var ewGPU: Bool { config.defines["KILN_GPU"] != nil }
 
     /// Floats per work-item of the element-wise kernels: `EW_W` in kernels.cl (16 on CPUs, 4 on GPUs).
-    var ewWidth: Int { ewGPU ? 4 : 16 }
+    var ewWidth: Int { ewGPU ? 4 : (config.vectorWidth >= 16 ? 16 : 8) }
 
     /// Work-items covering `n` floats at `ewWidth` per item.
     func ewChunks(_ n: Int) -> Int { (n + ewWidth - 1) / ewWidth }
