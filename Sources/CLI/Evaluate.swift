@@ -7,12 +7,17 @@ import Kiln
 func loadModel(file: String, architecture: ArchitectureOptions, inputs: Int, classes: Int, device: Device) throws -> Sequential {
     let url = URL(fileURLWithPath: file)
     guard FileManager.default.fileExists(atPath: url.path) else {
-        throw ValidationError("No model file at \(file).")
+        throw Failure(message: "No model file at \(file).")
     }
     let contents = try SafeTensorsFile(contentsOf: url)
-    let spec = try MLPSpec.from(metadata: contents.metadata) ?? architecture.spec(inputs: inputs, classes: classes)
+    let recorded = try MLPSpec.from(metadata: contents.metadata)
+    let spec = try recorded ?? architecture.spec(inputs: inputs, classes: classes)
     let model = try spec.makeModel(on: device)
-    try Checkpoint.loadModel(model, from: url, device: device)
+    do {
+        try Checkpoint.loadModel(model, from: url, device: device)
+    } catch where recorded == nil {
+        throw Failure(message: "\(error)\n\(file) does not record its architecture (a PyTorch state dict?): give it with --hidden, --activation and --batchnorm, as for kiln train.")
+    }
     return model
 }
 

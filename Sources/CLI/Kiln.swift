@@ -29,4 +29,5 @@ struct DeviceOptions: ParsableArguments {
 struct Failure: Error, CustomStringConvertible {
     let description: String
     init(_ error: any Error) { description = String(describing: error) }
+    init(message: String) { description = message }
 }
