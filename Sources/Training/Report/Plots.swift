@@ -454,9 +454,9 @@ public enum SVGPlot {
             }
         }
         var out = "<rect width=\"\(side)\" height=\"\(side)\" fill=\"#000000\"/>"
-        for level in runsByLevel.keys.sorted() {
+        for (level, runs) in runsByLevel.sorted(by: { $0.key < $1.key }) {
             let gray = Int((Double(level) * 255 / 31).rounded())
-            out += "<g fill=\"\(hexColor(gray, gray, gray))\">" + runsByLevel[level]!.joined() + "</g>"
+            out += "<g fill=\"\(hexColor(gray, gray, gray))\">" + runs.joined() + "</g>"
         }
         return out
     }
