@@ -168,7 +168,7 @@ EW_BINARY_SCALAR(ew_div_scalar, EW_DIV)
 // The exact GELU x * Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2)) the normal CDF (PyTorch's default,
 // not the tanh approximation). Phi comes from erfc (below), not from erf: PoCL's vector erf runs
 // at 0.8 GB/s against 3.5, and 1 + erf(x) loses all precision in the negative tail.
-#define UN_GELU(v, p0, p1, T) ((v) * KILN_PHI(v))
+#define UN_GELU(v, p0, p1, T) ((v) * KILN_PHI(v, T))
 
 // erfc(z) for z >= 0 with a relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc, a
 // Chebyshev fit), from one exp; t = 1 / (1 + z / 2). Written for both float and floatW.
@@ -178,9 +178,21 @@ EW_BINARY_SCALAR(ew_div_scalar, EW_DIV)
      (0.09678418f + (t) * (-0.18628806f + (t) * (0.27886807f + (t) * (-1.13520398f + (t) *        \
      (1.48851587f + (t) * (-0.82215223f + (t) * 0.17087277f))))))))))
 // Phi(x) = erfc(-x / sqrt 2) / 2: from the tail erfc(|x| / sqrt 2) directly for x <= 0 (accurate
-// relative to the tiny result) and as 1 - tail for x > 0.
-#define KILN_PHI_TAIL(v) (0.5f * KILN_ERFC(fabs(v) * M_SQRT1_2_F, KILN_ERFC_T(fabs(v) * M_SQRT1_2_F)))
-#define KILN_PHI(v) select(KILN_PHI_TAIL(v), 1.0f - KILN_PHI_TAIL(v), (v) > 0.0f)
+// relative to the tiny result) and as 1 - tail for x > 0. Functions, not one macro, so the tail
+// (an exp and a polynomial) is computed once: the macro form evaluated it twice.
+#define KILN_PHI_FN(T)                                                                           \
+inline T kiln_phi_##T(const T v) {                                                               \
+    const T z = fabs(v) * M_SQRT1_2_F;                                                          \
+    const T tail = 0.5f * KILN_ERFC(z, KILN_ERFC_T(z));                                          \
+    return select(tail, 1.0f - tail, v > 0.0f);                                                  \
+}
+KILN_PHI_FN(float)
+KILN_PHI_FN(float4)
+KILN_PHI_FN(float8)
+KILN_PHI_FN(float16)
+// T is the (expanded) element type, float or floatW's vector type, which picks the function.
+#define KILN_PHI(v, T) KILN_PHI_(v, T)
+#define KILN_PHI_(v, T) kiln_phi_##T(v)
 
 #define EW_UNARY(name, F)                                                                        \
 __kernel void name(const int n, const float p0, const float p1, __global const float* x,        \
@@ -214,7 +226,7 @@ EW_UNARY(act_gelu, UN_GELU)
 #define BW_SIGMOID(d, s, p, T) ((d) * (s) * ((T)(1.0f) - (s)))
 #define BW_TANH(d, s, p, T) ((d) * ((T)(1.0f) - (s) * (s)))
 // d/dx GELU = Phi(x) + x phi(x), Phi the normal CDF, phi(x) = exp(-x^2/2) / sqrt(2 pi).
-#define BW_GELU(d, s, p, T) ((d) * (KILN_PHI(s) + (s) * exp(-0.5f * (s) * (s)) * 0.3989422804014327f))
+#define BW_GELU(d, s, p, T) ((d) * (KILN_PHI(s, T) + (s) * exp(-0.5f * (s) * (s)) * 0.3989422804014327f))
 
 #define EW_BACKWARD(name, G)                                                                     \
 __kernel void name(const int n, const float p, const int accumulate, __global const float* dy,  \
