@@ -2073,6 +2073,34 @@ MM_GPU_KERNEL(matmul_tt, 1, 1)
 #endif
 
 // ---------------------------------------------------------------------------------------------
+// Backward through a Linear layer's fused epilogue (bias, then act): from the gradient g of its
+// output y, gz = g * act'(y), and the bias gradient gbias[c] = sum over rows of gz[r, c], in one pass.
+// act' comes from the output, as PyTorch computes it for sigmoid and tanh; for relu and leaky relu
+// (slope > 0) the output's sign is the input's. One work-item per column, rows in order: the sum is
+// deterministic, and neighbouring work-items read neighbouring columns of each row.
+// act: 0 none, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh (the codes of the matmul epilogue).
+__kernel void linear_act_backward(const int rows, const int cols, const int act, const float slope,
+                                  __global const float* g, __global const float* y, __global float* gz,
+                                  __global float* gbias, const int want_bias) {
+    const int c = get_global_id(0);
+    if (c >= cols) return;
+    float sum = 0.0f;
+    for (int r = 0; r < rows; ++r) {
+        const int i = r * cols + c;
+        const float v = y[i];
+        float d = 1.0f;
+        if (act == 1) d = v > 0.0f ? 1.0f : 0.0f;
+        else if (act == 2) d = v > 0.0f ? 1.0f : slope;
+        else if (act == 3) d = v * (1.0f - v);
+        else if (act == 4) d = 1.0f - v * v;
+        const float e = g[i] * d;
+        gz[i] = e;
+        sum += e;
+    }
+    if (want_bias) gbias[c] = sum;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Microkernels the benchmark suite uses to measure the device's own ceilings.
 // ---------------------------------------------------------------------------------------------
 

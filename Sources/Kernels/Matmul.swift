@@ -50,6 +50,29 @@ extension KernelLibrary {
     }
 }
 
+extension KernelLibrary {
+    /// Backward through a fused `matmul` epilogue: from the gradient `g` of the output `y`
+    /// ([rows, cols]), `gz = g · act'(y)` and, when `biasGradient` is given, its column sums (the
+    /// bias gradient), in one launch. `activation` must not be `.gelu` (its derivative needs the input).
+    public func linearActivationBackward(gradOutput g: Buffer<Float>, output y: Buffer<Float>, rows: Int, cols: Int,
+                                         activation: MatmulActivation, into gz: Buffer<Float>,
+                                         biasGradient: Buffer<Float>?) throws {
+        guard rows >= 1, cols >= 1 else { throw ShapeError("linearActivationBackward: sizes must be ≥ 1, got \(rows)×\(cols).") }
+        for (name, buffer) in [("g", g), ("y", y), ("gz", gz)] where buffer.count != rows * cols {
+            throw ShapeError("linearActivationBackward: \(name) has \(buffer.count) elements but [\(rows), \(cols)] needs \(rows * cols).")
+        }
+        if let biasGradient, biasGradient.count != cols {
+            throw ShapeError("linearActivationBackward: the bias gradient has \(biasGradient.count) elements but needs \(cols).")
+        }
+        if activation == .gelu {
+            throw ShapeError("linearActivationBackward: GELU's derivative needs the pre-activation; apply gelu() separately.")
+        }
+        try launch("linear_act_backward", global: [cols], local: [config.elementwiseGroup],
+                   Int32(rows), Int32(cols), activation.code, activation.slope, g, y, gz, biasGradient ?? gz,
+                   Int32(biasGradient == nil ? 0 : 1))
+    }
+}
+
 /// Tile sizes of the matmul kernels (the `MM_*` build options) and the launch rule that goes with them.
 public struct MatmulConfig: Sendable, Equatable {
     /// Local-memory tiles of 16×16 work-items, each computing 4×4 outputs (GPUs).

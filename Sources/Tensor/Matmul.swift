@@ -26,8 +26,19 @@ extension Tensor {
                              activation: activation)
         let inputs = [a, b] + (bias.map { [$0] } ?? [])
         return out.recorded(inputs) { g in
-            // Through the activation first, then the product's two gradients.
-            let gz = try activationGradient(activation, g: g, out: out)
+            // Through the activation first (with the bias gradient in the same pass), then the
+            // product's two gradients.
+            var gz = g
+            var gbias: Tensor? = nil
+            if activation != .none {
+                gz = try Tensor.empty(g.shape, on: g.device)
+                gbias = try bias.map { try Tensor.empty($0.shape, on: $0.device) }
+                try g.kernels.linearActivationBackward(gradOutput: g.buffer, output: out.buffer, rows: m, cols: n,
+                                                       activation: activation, into: gz.buffer,
+                                                       biasGradient: gbias?.buffer)
+            } else if bias != nil {
+                gbias = try g.sum(axis: 0)
+            }
             let ga = a.requiresGrad
                 ? (transposeA ? try b.matmul(gz, transposeA: transposeB, transposeB: true)      // (op(b)·gzᵀ)ᵀ as stored
                               : try gz.matmul(b, transposeB: !transposeB))
@@ -36,27 +47,7 @@ extension Tensor {
                 ? (transposeB ? try gz.matmul(a, transposeA: true, transposeB: transposeA)
                               : try a.matmul(gz, transposeA: !transposeA))
                 : nil
-            let gbias = try bias.map { _ in try gz.sum(axis: 0) }
             return [ga, gb] + (bias == nil ? [] : [gbias])
         }
-    }
-
-    /// The gradient before an epilogue activation, from the gradient after it and the output.
-    static func activationGradient(_ activation: MatmulActivation, g: Tensor, out: Tensor) throws -> Tensor {
-        let f: Activation
-        switch activation {
-        case .none: return g
-        case .relu: f = .relu
-        case .leakyRelu(let slope): f = .leakyRelu(slope: slope)
-        case .sigmoid: f = .sigmoid
-        case .tanh: f = .tanh
-        case .gelu:
-            throw TensorError("linear: a fused GELU epilogue has no backward here (it needs the pre-activation); apply gelu() separately.")
-        }
-        // ReLU and leaky ReLU backward read the sign, which the output shares with the input.
-        let dz = try Tensor.empty(g.shape, on: g.device)
-        try g.kernels.activationBackward(f, gradOutput: g.floats("linear"), saved: out.floats("linear"),
-                                         into: dz.floats("linear"))
-        return dz
     }
 }

@@ -72,6 +72,53 @@ struct MatmulTests {
         }
     }
 
+    @Test("backward through the fused epilogue: activation derivative from the output, and the bias gradient")
+    func epilogueBackward() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (rows, cols) in [(1, 1), (7, 13), (128, 256), (257, 10)] {
+                let g = randomFloats(rows * cols, seed: 5)
+                for activation in [MatmulActivation.none, .relu, .leakyRelu(slope: 0.2), .sigmoid, .tanh] {
+                    let pre = randomFloats(rows * cols, in: -3...3, seed: 6).map(Double.init)
+                    let y: [Double] = pre.map {
+                        switch activation {
+                        case .relu: max($0, 0)
+                        case .leakyRelu(let s): $0 > 0 ? $0 : $0 * Double(s)
+                        case .sigmoid: 1 / (1 + exp(-$0))
+                        case .tanh: tanh($0)
+                        default: $0
+                        }
+                    }
+                    let yFloat = y.map { Float($0) }
+                    let expected: [Double] = zip(g, zip(pre, yFloat)).map { gi, pair in
+                        let (x, v) = (pair.0, Double(pair.1))
+                        switch activation {
+                        case .relu: return x > 0 ? Double(gi) : 0
+                        case .leakyRelu(let s): return x > 0 ? Double(gi) : Double(gi) * Double(s)
+                        case .sigmoid: return Double(gi) * v * (1 - v)
+                        case .tanh: return Double(gi) * (1 - v * v)
+                        default: return Double(gi)
+                        }
+                    }
+                    let gz: Buffer<Float> = try device.buffer(count: rows * cols)
+                    let gbias: Buffer<Float> = try device.buffer(count: cols)
+                    try kernels.linearActivationBackward(gradOutput: device.buffer(g), output: device.buffer(yFloat),
+                                                         rows: rows, cols: cols, activation: activation, into: gz,
+                                                         biasGradient: gbias)
+                    expectClose(try gz.toArray(), expected, rtol: 1e-5, atol: 1e-6, "\(EW.path(kernels)) \(activation) gz")
+                    let sums = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + expected[$1 * cols + c] } }
+                    expectClose(try gbias.toArray(), sums, rtol: 1e-5, atol: 1e-5, "\(EW.path(kernels)) \(activation) bias")
+                }
+            }
+        }
+        let kernels = try TestDevice.kernels()
+        let b: Buffer<Float> = try kernels.device.buffer(count: 6)
+        #expect(throws: ShapeError.self) {
+            try kernels.linearActivationBackward(gradOutput: b, output: b, rows: 2, cols: 3, activation: .gelu, into: b,
+                                                 biasGradient: nil)
+        }
+    }
+
     @Test("shape errors throw before enqueueing")
     func shapeErrors() throws {
         let kernels = try TestDevice.kernels()
