@@ -2076,28 +2076,57 @@ MM_GPU_KERNEL(matmul_tt, 1, 1)
 // Backward through a Linear layer's fused epilogue (bias, then act): from the gradient g of its
 // output y, gz = g * act'(y), and the bias gradient gbias[c] = sum over rows of gz[r, c], in one pass.
 // act' comes from the output, as PyTorch computes it for sigmoid and tanh; for relu and leaky relu
-// (slope > 0) the output's sign is the input's. One work-item per column, rows in order: the sum is
-// deterministic, and neighbouring work-items read neighbouring columns of each row.
+// (slope > 0) the output's sign is the input's. Each column is summed by one work-item, rows in
+// order: deterministic, no atomics.
 // act: 0 none, 1 relu, 2 leaky relu, 3 sigmoid, 4 tanh (the codes of the matmul epilogue).
+inline floatv linear_act_derivative(const floatv v, const int act, const float slope) {
+    switch (act) {
+    case 1: return select((floatv)(0.0f), (floatv)(1.0f), v > 0.0f);
+    case 2: return select((floatv)(slope), (floatv)(1.0f), v > 0.0f);
+    case 3: return v * (1.0f - v);
+    case 4: return 1.0f - v * v;
+    default: return (floatv)(1.0f);
+    }
+}
+
+inline float linear_act_derivative1(const float v, const int act, const float slope) {
+    switch (act) {
+    case 1: return v > 0.0f ? 1.0f : 0.0f;
+    case 2: return v > 0.0f ? 1.0f : slope;
+    case 3: return v * (1.0f - v);
+    case 4: return 1.0f - v * v;
+    default: return 1.0f;
+    }
+}
+
+// A work-item owns KILN_VEC neighbouring columns (one on a GPU), as a vector; a last partial
+// group of columns takes the scalar path.
 __kernel void linear_act_backward(const int rows, const int cols, const int act, const float slope,
                                   __global const float* g, __global const float* y, __global float* gz,
                                   __global float* gbias, const int want_bias) {
-    const int c = get_global_id(0);
-    if (c >= cols) return;
-    float sum = 0.0f;
-    for (int r = 0; r < rows; ++r) {
-        const int i = r * cols + c;
-        const float v = y[i];
-        float d = 1.0f;
-        if (act == 1) d = v > 0.0f ? 1.0f : 0.0f;
-        else if (act == 2) d = v > 0.0f ? 1.0f : slope;
-        else if (act == 3) d = v * (1.0f - v);
-        else if (act == 4) d = 1.0f - v * v;
-        const float e = g[i] * d;
-        gz[i] = e;
-        sum += e;
+    const int c0 = get_global_id(0) * KILN_VEC;
+    if (c0 >= cols) return;
+    if (c0 + KILN_VEC <= cols) {
+        floatv sum = (floatv)(0.0f);
+        for (int r = 0; r < rows; ++r) {
+            const int i = r * cols + c0;
+            const floatv e = vloadv(0, g + i) * linear_act_derivative(vloadv(0, y + i), act, slope);
+            vstorev(e, 0, gz + i);
+            sum += e;
+        }
+        if (want_bias) vstorev(sum, 0, gbias + c0);
+        return;
     }
-    if (want_bias) gbias[c] = sum;
+    for (int c = c0; c < cols; ++c) {
+        float sum = 0.0f;
+        for (int r = 0; r < rows; ++r) {
+            const int i = r * cols + c;
+            const float e = g[i] * linear_act_derivative1(y[i], act, slope);
+            gz[i] = e;
+            sum += e;
+        }
+        if (want_bias) gbias[c] = sum;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ extension KernelLibrary {
         if activation == .gelu {
             throw ShapeError("linearActivationBackward: GELU's derivative needs the pre-activation; apply gelu() separately.")
         }
-        try launch("linear_act_backward", global: [cols], local: [config.elementwiseGroup],
+        let items = (cols + config.vectorWidth - 1) / config.vectorWidth
+        try launch("linear_act_backward", global: [items], local: [config.treeReductions ? 64 : 16],
                    Int32(rows), Int32(cols), activation.code, activation.slope, g, y, gz, biasGradient ?? gz,
                    Int32(biasGradient == nil ? 0 : 1))
     }
