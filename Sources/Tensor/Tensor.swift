@@ -102,7 +102,7 @@ public final class Tensor: @unchecked Sendable {
         let shape = shape ?? [values.count]
         try Self.checkShape(shape, count: values.count)
         let device = try device ?? Tensor.defaultDevice()
-        self.init(shape: shape, floats: try device.buffer(values.isEmpty ? [0] : values), requiresGrad: requiresGrad)
+        self.init(shape: shape, floats: try device.buffer(values), requiresGrad: requiresGrad)
     }
 
     /// A float matrix from rows of equal length.
