@@ -55,7 +55,7 @@ let package = Package(
         ], path: "Sources/CLI"),
 
         // Shared test helpers: the test device, seeded data, tolerance checks.
-        .target(name: "KilnTestSupport", dependencies: ["KilnDevice", "KilnKernels"], path: "Tests/Support"),
+        .target(name: "KilnTestSupport", dependencies: ["KilnDevice", "KilnKernels", "KilnTraining"], path: "Tests/Support"),
         .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/DeviceTests"),
         .testTarget(name: "TensorTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],

@@ -1,6 +1,7 @@
 import Foundation
 import KilnDevice
 import KilnKernels
+import KilnTraining
 import Testing
 
 /// The device every test shares: `KILN_DEVICE` or the default. On CI a missing device fails the
@@ -23,18 +24,8 @@ public enum TestDevice {
     }
 }
 
-/// A fixed-seed generator (SplitMix64) so random test data is the same on every run.
-public struct SeededGenerator: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A fixed-seed generator so random test data is the same on every run: Kiln's own SplitMix64.
+public typealias SeededGenerator = SplitMix64
 
 /// `count` uniform floats in `range`, from a seeded generator.
 public func randomFloats(_ count: Int, in range: ClosedRange<Float> = -1...1, seed: UInt64) -> [Float] {
