@@ -16,8 +16,12 @@ let package = Package(
         // The OpenCL 1.2 C API from the system (ocl-icd + Khronos headers).
         .systemLibrary(name: "COpenCL", path: "Sources/COpenCL"),
 
+        // What every layer uses and nothing in it is about devices: atomic file writes, the version,
+        // stable hashes, the SplitMix64 generator.
+        .target(name: "KilnSupport", path: "Sources/Support"),
+
         // Platforms, devices, selection, context/queue, buffers, pool, programs, errors.
-        .target(name: "KilnDevice", dependencies: ["COpenCL"], path: "Sources/Device"),
+        .target(name: "KilnDevice", dependencies: ["COpenCL", "KilnSupport"], path: "Sources/Device"),
 
         // kernels.cl (embedded at build time) and one typed launcher per kernel.
         .executableTarget(name: "KilnEmbed", path: "Sources/KilnEmbed"),
@@ -27,7 +31,7 @@ let package = Package(
                 plugins: ["EmbedKernels"]),
 
         // Tensors, reverse-mode autograd, and the safetensors format.
-        .target(name: "KilnTensor", dependencies: ["KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
+        .target(name: "KilnTensor", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
 
         // Module, Linear, activations, BatchNorm1d, Dropout, Sequential, losses.
         .target(name: "KilnLayers", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Layers"),
@@ -36,11 +40,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         // Optimizers, LR schedules, datasets and DataLoader, Trainer, metrics, checkpoints, plots.
-        .target(name: "KilnTraining", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "CZlib"],
+        .target(name: "KilnTraining", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "CZlib"],
                 path: "Sources/Training"),
 
         // `import Kiln` brings in every layer.
-        .target(name: "Kiln", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "KilnTraining"],
+        .target(name: "Kiln", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "KilnTraining"],
                 path: "Sources/Kiln"),
 
         // The benchmark suite: `kiln bench`, or `swift run -c release kiln-bench`.
@@ -55,14 +59,16 @@ let package = Package(
         ], path: "Sources/CLI"),
 
         // Shared test helpers: the test device, seeded data, tolerance checks.
-        .target(name: "KilnTestSupport", dependencies: ["KilnDevice", "KilnKernels", "KilnTraining"], path: "Tests/Support"),
-        .testTarget(name: "DeviceTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
+        .target(name: "KilnTestSupport", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Tests/Support"),
+        .testTarget(name: "DeviceTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/DeviceTests"),
         .testTarget(name: "TensorTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
                     path: "Tests/TensorTests"),
         .testTarget(name: "TrainingTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/TrainingTests"),
         .testTarget(name: "ModelTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/ModelTests"),
-        .testTarget(name: "KernelTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTestSupport"],
+        // Compiles every Swift example of the README and the `///` comments (DocExamples.swift).
+        .testTarget(name: "DocExampleTests", dependencies: ["Kiln"], path: "Tests/DocExampleTests"),
+        .testTarget(name: "KernelTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
     ]
 )

@@ -128,7 +128,3 @@ struct Predict: ParsableCommand {
         }
     }
 }
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-}

@@ -7,7 +7,7 @@ struct ArchitectureOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Hidden layer sizes, comma-separated.", valueName: "sizes"))
     var hidden = "256,128"
 
-    @Option(help: "Activation between layers: relu, gelu, tanh or sigmoid.")
+    @Option(help: "Activation between layers: relu, leaky_relu, gelu, tanh or sigmoid.")
     var activation = "relu"
 
     @Flag(help: "Add BatchNorm1d after each hidden Linear.")
@@ -21,8 +21,8 @@ struct ArchitectureOptions: ParsableArguments {
         guard !hidden.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 1 }) else {
             throw ValidationError("--hidden takes positive sizes separated by commas, such as 256,128; got \"\(hidden)\".")
         }
-        guard let kind = MLPSpec.ActivationKind(rawValue: activation.lowercased()) else {
-            throw ValidationError("--activation must be one of relu, gelu, tanh, sigmoid; got \"\(activation)\".")
+        guard let kind = Activation(name: activation) else {
+            throw ValidationError("--activation must be one of relu, leaky_relu, gelu, tanh, sigmoid; got \"\(activation)\".")
         }
         guard dropout >= 0, dropout < 1 else { throw ValidationError("--dropout must be in [0, 1); got \(dropout).") }
         return MLPSpec(inputs: inputs, hidden: sizes.compactMap { $0 }, classes: classes, activation: kind,
@@ -152,15 +152,15 @@ struct Train: ParsableCommand {
     func makeOptimizer(_ parameters: [Tensor]) throws -> Optimizer {
         switch optimizer.lowercased() {
         case "sgd": return try SGD(parameters, lr: lr, momentum: momentum, weightDecay: weightDecay ?? 0)
-        case "adamw": return AdamW(parameters, lr: lr, weightDecay: weightDecay ?? 0.01)
-        case "rmsprop": return RMSprop(parameters, lr: lr, weightDecay: weightDecay ?? 0, momentum: momentum)
-        default: return Adam(parameters, lr: lr, weightDecay: weightDecay ?? 0)
+        case "adamw": return try AdamW(parameters, lr: lr, weightDecay: weightDecay ?? 0.01)
+        case "rmsprop": return try RMSprop(parameters, lr: lr, weightDecay: weightDecay ?? 0, momentum: momentum)
+        default: return try Adam(parameters, lr: lr, weightDecay: weightDecay ?? 0)
         }
     }
 }
 
 /// The confusion matrix and the sample grid of a trained model on the test set.
-func writePlots(model: any Module, trainer: Trainer, test: MNISTDataset, loader: DataLoader, folder: URL) throws {
+func writePlots(model: Module, trainer: Trainer, test: MNISTDataset, loader: DataLoader, folder: URL) throws {
     let (predicted, _) = try trainer.predict(model: model, data: loader)
     var matrix = Array(repeating: Array(repeating: 0, count: test.classes), count: test.classes)
     for (p, t) in zip(predicted, test.labels) where p < test.classes && t < test.classes { matrix[t][p] += 1 }

@@ -1,7 +1,5 @@
 import Foundation
-
-/// Kiln's version, part of every cache key.
-public let kilnVersion = "0.1.0"
+import KilnSupport
 
 /// Program binaries kept on disk so a second start skips the OpenCL compiler.
 ///
@@ -67,21 +65,5 @@ public struct BinaryCache: Sendable {
 
     private static func checksum(_ payload: [UInt8]) -> String {
         stableHash(bytes: payload)
-    }
-}
-
-/// Writes `data` to a temporary file beside `url` and renames it over `url`, so a crash never
-/// leaves half a file.
-public func writeAtomically(_ data: Data, to url: URL) throws {
-    let temporary = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).\(UInt32.random(in: 0...UInt32.max)).tmp")
-    do {
-        try data.write(to: temporary)
-        if rename(temporary.path, url.path) != 0 {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
-        }
-    } catch {
-        try? FileManager.default.removeItem(at: temporary)
-        throw error
     }
 }

@@ -15,6 +15,7 @@ extension UInt8: DeviceScalar {}
 /// last reference goes away.
 ///
 /// ```swift
+/// let device = try Device.shared()
 /// let b: Buffer<Float> = try device.buffer(count: 1024)
 /// try b.fill(1)
 /// let host = try b.toArray()      // waits for the device

@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import KilnSupport
 
 /// The in-order command queue of a device. Commands run in the order they were enqueued, which is
 /// what lets the pool hand a freed buffer to the next command without waiting.

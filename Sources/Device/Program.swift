@@ -25,6 +25,22 @@ public final class Program: @unchecked Sendable {
         clReleaseProgram(handle)
     }
 
+    /// The names of every kernel in the program (`CL_PROGRAM_KERNEL_NAMES`), sorted.
+    public func kernelNames() throws -> [String] {
+        var size = 0
+        var status = clGetProgramInfo(handle, cl_program_info(CL_PROGRAM_KERNEL_NAMES), 0, nil, &size)
+        guard status == CL_SUCCESS, size > 0 else {
+            throw DeviceError.openCL(call: "clGetProgramInfo(CL_PROGRAM_KERNEL_NAMES)", status: CLStatus(status))
+        }
+        var text = [CChar](repeating: 0, count: size)
+        status = clGetProgramInfo(handle, cl_program_info(CL_PROGRAM_KERNEL_NAMES), size, &text, nil)
+        guard status == CL_SUCCESS else {
+            throw DeviceError.openCL(call: "clGetProgramInfo(CL_PROGRAM_KERNEL_NAMES)", status: CLStatus(status))
+        }
+        let names = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return names.split(separator: ";").map(String.init).sorted()
+    }
+
     /// The kernel called `name`, created on first use.
     public func kernel(_ name: String) throws -> Kernel {
         lock.lock(); defer { lock.unlock() }
@@ -130,6 +146,8 @@ extension UInt32: KernelArgument {}
 extension Int64: KernelArgument {}
 extension UInt64: KernelArgument {}
 extension Float: KernelArgument {}
+/// Eight ints as one OpenCL `int8` argument (the axes of a strided N-d kernel).
+extension SIMD8: KernelArgument where Scalar == Int32 {}
 
 extension Buffer: KernelArgument {
     /// Passes the buffer's `cl_mem` handle (`clSetKernelArg`).

@@ -12,20 +12,30 @@ extension KernelLibrary {
     ///
     /// A target outside `[0, classes)` is never used as an index: that row's loss is NaN (so the
     /// mean is NaN, loudly) and its gradient row is zero. `gradient` may be `logits` (in place).
+    /// With `hits` (at least `rows` counters), `hits[i] += 1` when row `i`'s first argmax is its
+    /// target: a per-position running count that a training epoch sums once (its train accuracy).
     ///
     /// ```swift
-    /// try kernels.crossEntropy(logits: z, targets: y, rows: 128, classes: 10, meanLoss: loss, gradient: dz)
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let logits = try device.buffer([2, 0, 0, 0, 3, 0] as [Float]), targets = try device.buffer([0, 1] as [Int32])
+    /// let loss = try device.buffer(Float.self, count: 1), gradient = try device.buffer(Float.self, count: 6)
+    /// try kernels.crossEntropy(logits: logits, targets: targets, rows: 2, classes: 3, meanLoss: loss, gradient: gradient)
     /// ```
     public func crossEntropy(logits: Buffer<Float>, targets: Buffer<Int32>, rows: Int, classes: Int,
                              labelSmoothing: Float = 0, gradScale: Float = 1, rowLosses: Buffer<Float>? = nil,
-                             meanLoss: Buffer<Float>? = nil, gradient: Buffer<Float>? = nil) throws {
+                             meanLoss: Buffer<Float>? = nil, gradient: Buffer<Float>? = nil,
+                             hits: Buffer<Int32>? = nil) throws {
         let what = "cross-entropy"
-        try EWCheck.matrix(what, rows: rows, cols: classes)
-        try EWCheck.count(what, "logits", logits, rows * classes, "[\(rows), \(classes)]")
-        try EWCheck.count(what, "targets", targets, rows, "[\(rows)]")
-        if let rowLosses { try EWCheck.count(what, "rowLosses", rowLosses, rows, "[\(rows)]") }
-        if let meanLoss { try EWCheck.count(what, "meanLoss", meanLoss, 1, "[1]") }
-        if let gradient { try EWCheck.count(what, "gradient", gradient, rows * classes, "[\(rows), \(classes)]") }
+        try Check.matrix(what, rows: rows, cols: classes)
+        try Check.count(what, "logits", logits, rows * classes, "[\(rows), \(classes)]")
+        try Check.count(what, "targets", targets, rows, "[\(rows)]")
+        if let rowLosses { try Check.count(what, "rowLosses", rowLosses, rows, "[\(rows)]") }
+        if let meanLoss { try Check.count(what, "meanLoss", meanLoss, 1, "[1]") }
+        if let gradient { try Check.count(what, "gradient", gradient, rows * classes, "[\(rows), \(classes)]") }
+        if let hits, hits.count < rows {
+            throw ShapeError("\(what): hits has \(hits.count) counters but the batch has \(rows) rows.")
+        }
         guard labelSmoothing >= 0, labelSmoothing <= 1 else {
             throw ShapeError("\(what): label smoothing \(labelSmoothing) is outside [0, 1].")
         }
@@ -33,12 +43,12 @@ extension KernelLibrary {
             throw ShapeError("\(what): no output; pass rowLosses, meanLoss or gradient.")
         }
         let losses = try rowLosses ?? device.buffer(Float.self, count: rows)
-        // Without a gradient the kernel gets a placeholder it never writes (want_grad = 0).
-        try ewLaunchRows("xent_fused", rows: rows, cols: classes, Int32(rows), Int32(classes), labelSmoothing,
-                         gradScale / Float(rows), Int32(gradient == nil ? 0 : 1), logits, targets, losses,
-                         gradient ?? losses)
+        // Without a gradient or hits the kernel gets placeholders it never touches (want_* = 0).
+        try launchRows(.xentFused, rows: rows, cols: classes, Int32(rows), Int32(classes), labelSmoothing,
+                       gradScale / Float(rows), Int32(gradient == nil ? 0 : 1), Int32(hits == nil ? 0 : 1), logits,
+                       targets, losses, gradient ?? losses, hits ?? targets)
         if let meanLoss {
-            try ewReduceAll("reduce_sum_all", losses, count: rows, scale: Float(1.0 / Double(rows)), into: meanLoss)
+            try reduceAll(.reduceSumAll, losses, count: rows, scale: Float(1.0 / Double(rows)), into: meanLoss)
         }
     }
 
@@ -48,21 +58,34 @@ extension KernelLibrary {
     public func countCorrect(logits: Buffer<Float>, targets: Buffer<Int32>, rows: Int, classes: Int,
                              into count: Buffer<Int32>) throws {
         let what = "count correct"
-        try EWCheck.matrix(what, rows: rows, cols: classes)
-        try EWCheck.count(what, "logits", logits, rows * classes, "[\(rows), \(classes)]")
-        try EWCheck.count(what, "targets", targets, rows, "[\(rows)]")
-        try EWCheck.count(what, "count", count, 1, "[1]")
+        try Check.matrix(what, rows: rows, cols: classes)
+        try Check.count(what, "logits", logits, rows * classes, "[\(rows), \(classes)]")
+        try Check.count(what, "targets", targets, rows, "[\(rows)]")
+        try Check.count(what, "count", count, 1, "[1]")
         let predictions = try device.buffer(Int32.self, count: rows)
         try argmax(logits, rows: rows, cols: classes, axis: .eachRow, into: predictions)
-        let (chunk, parts) = ewPartials(rows)
+        let (chunk, parts) = partials(rows)
         if parts == 1 {
-            try ewLaunchChunks("xent_count_correct", parts: 1, tree: false, Int32(rows), Int32(rows), predictions,
-                               targets, count)
+            try launchChunks(.xentCountCorrect, parts: 1, tree: false, Int32(rows), Int32(rows), predictions, targets, count)
             return
         }
         let partials = try device.buffer(Int32.self, count: parts)
-        try ewLaunchChunks("xent_count_correct", parts: parts, tree: false, Int32(rows), Int32(chunk), predictions,
-                           targets, partials)
-        try ewLaunchChunks("reduce_sum_i32_all", parts: 1, tree: false, Int32(parts), Int32(parts), partials, count)
+        try launchChunks(.xentCountCorrect, parts: parts, tree: false, Int32(rows), Int32(chunk), predictions, targets,
+                         partials)
+        try sumInts(partials, into: count)
+    }
+
+    /// Launches an exact sum of the Int32 values of `x` into `out` [1] (counts, hits).
+    public func sumInts(_ x: Buffer<Int32>, into out: Buffer<Int32>) throws {
+        try Check.elements("sum of Int32", x.count)
+        try Check.count("sum of Int32", "out", out, 1)
+        let (chunk, parts) = partials(x.count)
+        if parts == 1 {
+            try launchChunks(.reduceSumI32All, parts: 1, tree: false, Int32(x.count), Int32(x.count), x, out)
+            return
+        }
+        let partial = try device.buffer(Int32.self, count: parts)
+        try launchChunks(.reduceSumI32All, parts: parts, tree: false, Int32(x.count), Int32(chunk), x, partial)
+        try launchChunks(.reduceSumI32All, parts: 1, tree: false, Int32(parts), Int32(parts), partial, out)
     }
 }

@@ -3,21 +3,55 @@ import KilnDevice
 extension KernelLibrary {
     /// Launches `y [cols, rows] = xᵀ` for `x` [rows, cols]. `y` must not be `x`.
     public func transpose(_ x: Buffer<Float>, rows: Int, cols: Int, into y: Buffer<Float>) throws {
-        try ewRowwise("transpose", x, "x", y, "y", rows: rows, cols: cols)
+        try rowwise("transpose", x, "x", y, "y", rows: rows, cols: cols)
         guard x !== y else { throw ShapeError("transpose: x and y are the same buffer; it cannot run in place.") }
-        if ewGPU {
-            try launch1D("transpose_2d", rows * cols, Int32(rows), Int32(cols), x, y)
-        } else {
-            try launch1D("transpose_2d", (rows + 15) / 16 * ((cols + 15) / 16), Int32(rows), Int32(cols), x, y)
+        let items = isGPU ? rows * cols : (rows + 15) / 16 * ((cols + 15) / 16)
+        try launch1D(.transpose2D, items, Int32(rows), Int32(cols), x, y)
+    }
+
+    /// Launches a strided copy over every index `i` of `shape`:
+    /// `destination[offset + Σ iₖ·strides[k]] = source[offset + Σ iₖ·strides[k]]`, each side with
+    /// its own offset and strides. Permutes, slices along any axis, concatenations and broadcasts
+    /// are all such copies. Strides are non-negative; the written elements must be distinct, and
+    /// within one buffer the two spans must not overlap.
+    ///
+    /// ```swift
+    /// // the transpose of [2, 3] by strides: y[j, i] = x[i, j]
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let x = try device.buffer([1, 2, 3, 4, 5, 6] as [Float]), y = try device.buffer(Float.self, count: 6)
+    /// try kernels.copy(shape: [3, 2], from: StridedBuffer(x, strides: [1, 3]), to: StridedBuffer(y, strides: [2, 1]))
+    /// ```
+    public func copy(shape: [Int], from source: StridedBuffer, to destination: StridedBuffer) throws {
+        let what = "copy \(shape)"
+        _ = try Strided.count(what, shape)
+        try Strided.check(what, "source", source.buffer, shape: shape, strides: source.strides, offset: source.offset)
+        try Strided.check(what, "destination", destination.buffer, shape: shape, strides: destination.strides,
+                          offset: destination.offset)
+        guard zip(shape, destination.strides).allSatisfy({ $0.0 == 1 || $0.1 > 0 }) else {
+            throw ShapeError("\(what): destination strides \(destination.strides) write an element more than once.")
         }
+        if source.buffer === destination.buffer {
+            let from = source.span(shape), to = destination.span(shape)
+            guard !from.overlaps(to) else {
+                throw ShapeError("\(what): source \(from) and destination \(to) overlap in the same buffer.")
+            }
+        }
+        let layout = try Strided.collapse(what, shape: shape, strides: [source.strides, destination.strides])
+        let inner = layout.shape.last ?? 1
+        let chunks = chunks(inner)
+        let outer = layout.shape.reduce(1, *) / inner
+        try launch1D(.copyND, outer * chunks, Int32(layout.shape.count), Strided.axes(layout.shape),
+                     Strided.axes(layout.strides[0]), Strided.axes(layout.strides[1]), Int32(source.offset),
+                     Int32(destination.offset), Int32(chunks), source.buffer, destination.buffer)
     }
 
     /// Launches a copy of `count` floats from `source` at `sourceOffset` to `destination` at
     /// `destinationOffset`. Within one buffer, the two ranges must not overlap.
     public func copy(from source: Buffer<Float>, sourceOffset: Int = 0, to destination: Buffer<Float>,
                      destinationOffset: Int = 0, count: Int) throws {
-        try copyBlock(from: source, sourceOffset: sourceOffset, sourceStride: count, to: destination,
-                      destinationOffset: destinationOffset, destinationStride: count, rows: 1, cols: count)
+        try copy(shape: [count], from: StridedBuffer(source, offset: sourceOffset, strides: [1]),
+                 to: StridedBuffer(destination, offset: destinationOffset, strides: [1]))
     }
 
     /// Launches a copy of a [rows, cols] block between row-major matrices with row strides:
@@ -26,26 +60,11 @@ extension KernelLibrary {
     public func copyBlock(from source: Buffer<Float>, sourceOffset: Int = 0, sourceStride: Int,
                           to destination: Buffer<Float>, destinationOffset: Int = 0, destinationStride: Int,
                           rows: Int, cols: Int) throws {
-        let what = "copy [\(rows), \(cols)]"
-        try EWCheck.matrix(what, rows: rows, cols: cols)
-        func span(_ name: String, _ buffer: Buffer<Float>, _ offset: Int, _ stride: Int) throws -> Range<Int> {
-            guard offset >= 0, stride >= cols || rows == 1 else {
-                throw ShapeError("\(what): \(name) offset \(offset) is negative or its stride \(stride) is below \(cols) columns.")
-            }
-            let end = offset + (rows - 1) * stride + cols
-            guard end <= buffer.count, end <= EWCheck.maxElements else {
-                throw ShapeError("\(what): \(name) block at offset \(offset), stride \(stride) ends at \(end), past its \(buffer.count) elements.")
-            }
-            return offset..<end
+        guard rows == 1 || (sourceStride >= cols && destinationStride >= cols) else {
+            throw ShapeError("copy [\(rows), \(cols)]: row strides \(sourceStride) and \(destinationStride) must be at least \(cols) columns.")
         }
-        let from = try span("source", source, sourceOffset, sourceStride)
-        let to = try span("destination", destination, destinationOffset, destinationStride)
-        guard source !== destination || !from.overlaps(to) else {
-            throw ShapeError("\(what): source \(from) and destination \(to) overlap in the same buffer.")
-        }
-        let chunks = ewChunks(cols)
-        try launch1D("copy_2d", rows * chunks, Int32(rows), Int32(cols), Int32(chunks), Int32(sourceOffset),
-                     Int32(sourceStride), Int32(destinationOffset), Int32(destinationStride), source, destination)
+        try copy(shape: [rows, cols], from: StridedBuffer(source, offset: sourceOffset, strides: [sourceStride, 1]),
+                 to: StridedBuffer(destination, offset: destinationOffset, strides: [destinationStride, 1]))
     }
 
     /// Launches `destination[i, :] = source[indices[i], :]`: rows of `source` [rows, cols] picked by
@@ -55,12 +74,12 @@ extension KernelLibrary {
                            into destination: Buffer<Float>) throws {
         let n = indices.count
         let what = "gather rows of [\(rows), \(cols)] by \(n) indices"
-        try EWCheck.matrix(what, rows: rows, cols: cols)
-        try EWCheck.matrix(what, rows: n, cols: cols)
-        try EWCheck.count(what, "source", source, rows * cols, "[\(rows), \(cols)]")
-        try EWCheck.count(what, "destination", destination, n * cols, "[\(n), \(cols)]")
-        let chunks = ewChunks(cols)
-        try launch1D("gather_rows", n * chunks, Int32(n), Int32(cols), Int32(chunks), Int32(rows), indices, source,
+        try Check.matrix(what, rows: rows, cols: cols)
+        try Check.matrix(what, rows: n, cols: cols)
+        try Check.count(what, "source", source, rows * cols, "[\(rows), \(cols)]")
+        try Check.count(what, "destination", destination, n * cols, "[\(n), \(cols)]")
+        let chunks = chunks(cols)
+        try launch1D(.gatherRows, n * chunks, Int32(n), Int32(cols), Int32(chunks), Int32(rows), indices, source,
                      destination)
     }
 
@@ -69,11 +88,10 @@ extension KernelLibrary {
     /// `crossEntropy` then reports as NaN).
     public func gather(_ source: Buffer<Int32>, indices: Buffer<Int32>, into destination: Buffer<Int32>) throws {
         let what = "gather Int32 by \(indices.count) indices"
-        try EWCheck.elements(what, source.count)
-        try EWCheck.elements(what, indices.count)
-        try EWCheck.count(what, "destination", destination, indices.count, "[\(indices.count)] like indices")
-        try launch1D("gather_i32", indices.count, Int32(indices.count), Int32(source.count), indices, source,
-                     destination)
+        try Check.elements(what, source.count)
+        try Check.elements(what, indices.count)
+        try Check.count(what, "destination", destination, indices.count, "[\(indices.count)] like indices")
+        try launch1D(.gatherI32, indices.count, Int32(indices.count), Int32(source.count), indices, source, destination)
     }
 
     /// Launches a one-hot encoding of Int32 `labels` [n] into `out` [n, classes] (1 at the label, 0
@@ -81,9 +99,34 @@ extension KernelLibrary {
     public func oneHot(_ labels: Buffer<Int32>, classes: Int, into out: Buffer<Float>) throws {
         let n = labels.count
         let what = "one-hot of \(n) labels into \(classes) classes"
-        try EWCheck.matrix(what, rows: n, cols: classes)
-        try EWCheck.count(what, "out", out, n * classes, "[\(n), \(classes)]")
-        let chunks = ewChunks(classes)
-        try launch1D("one_hot", n * chunks, Int32(n), Int32(classes), Int32(chunks), labels, out)
+        try Check.matrix(what, rows: n, cols: classes)
+        try Check.count(what, "out", out, n * classes, "[\(n), \(classes)]")
+        let chunks = chunks(classes)
+        try launch1D(.oneHot, n * chunks, Int32(n), Int32(classes), Int32(chunks), labels, out)
+    }
+}
+
+/// A float buffer read or written through an element offset and one stride per axis.
+public struct StridedBuffer {
+    /// The buffer.
+    public var buffer: Buffer<Float>
+    /// The element of index (0, 0, ...).
+    public var offset: Int
+    /// Elements between neighbours along each axis.
+    public var strides: [Int]
+
+    /// `buffer` at `offset` with `strides`.
+    public init(_ buffer: Buffer<Float>, offset: Int = 0, strides: [Int]) {
+        self.buffer = buffer; self.offset = offset; self.strides = strides
+    }
+
+    /// `buffer` as a contiguous row-major array of `shape`, from `offset`.
+    public init(_ buffer: Buffer<Float>, offset: Int = 0, contiguous shape: [Int]) {
+        self.init(buffer, offset: offset, strides: Strided.contiguous(shape))
+    }
+
+    /// The elements it spans over `shape`, first to last.
+    func span(_ shape: [Int]) -> ClosedRange<Int> {
+        offset...(offset + zip(shape, strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 })
     }
 }

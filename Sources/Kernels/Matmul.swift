@@ -1,125 +1,119 @@
 import KilnDevice
 
-/// The activation a matmul applies after its bias (the fused epilogue).
-public enum MatmulActivation: Sendable, Equatable {
-    case none, relu, leakyRelu(slope: Float), sigmoid, tanh, gelu
+/// A batch of products for `KernelLibrary.matmul`: `count` products, the operands `strideA`,
+/// `strideB` and the outputs `strideC` elements apart (a stride of 0 uses the same matrix for every
+/// product, as a 2-D operand broadcast over a batch).
+public struct MatmulBatch: Sendable, Equatable {
+    /// Products in the batch.
+    public var count: Int
+    /// Elements between consecutive A, B and C matrices.
+    public var strideA: Int, strideB: Int, strideC: Int
 
-    var code: Int32 {
-        switch self {
-        case .none: 0
-        case .relu: 1
-        case .leakyRelu: 2
-        case .sigmoid: 3
-        case .tanh: 4
-        case .gelu: 5
-        }
+    /// One product.
+    public static let single = MatmulBatch(count: 1, strideA: 0, strideB: 0, strideC: 0)
+
+    /// `count` products with the given strides.
+    public init(count: Int, strideA: Int, strideB: Int, strideC: Int) {
+        self.count = count; self.strideA = strideA; self.strideB = strideB; self.strideC = strideC
     }
-
-    var slope: Float { if case .leakyRelu(let s) = self { return s } else { return 0 } }
 }
 
 extension KernelLibrary {
     /// `C = act(op(A)·op(B) + bias)` (or `C += …` with `accumulate`), row-major, where op(A) is
-    /// m×k and op(B) is k×n. A is stored m×k, or k×m when `transposeA`; B is stored k×n, or n×k when
-    /// `transposeB` (a Linear weight [out, in] is B with `transposeB`). `bias` has n elements.
+    /// m×k and op(B) is k×n, for each product of `batch`. A is stored m×k, or k×m when `transposeA`;
+    /// B is stored k×n, or n×k when `transposeB` (a Linear weight [out, in] is B with `transposeB`).
+    /// `bias` has n elements (one per column), or m with `biasPerRow` (one per row: a convolution's
+    /// output channels). `lda`, `ldb` and `ldc` are the row strides of the stored matrices (default:
+    /// their widths); a larger stride reads a column block of a wider matrix.
     ///
     /// ```swift
-    /// // y = relu(x · wᵀ + b) for x [batch, in], w [out, in]
-    /// try kernels.matmul(x, w, into: y, m: batch, n: out, k: in, transposeB: true, bias: b, activation: .relu)
+    /// // y = relu(x · wᵀ + b) for x [2, 3], w [4, 3]
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let x = try device.buffer([Float](repeating: 1, count: 6)), w = try device.buffer([Float](repeating: 0.5, count: 12))
+    /// let b = try device.buffer([Float](repeating: -1, count: 4)), y = try device.buffer(Float.self, count: 8)
+    /// try kernels.matmul(x, w, into: y, m: 2, n: 4, k: 3, transposeB: true, bias: b, activation: .relu)   // 0.5s
     /// ```
     public func matmul(_ a: Buffer<Float>, _ b: Buffer<Float>, into c: Buffer<Float>, m: Int, n: Int, k: Int,
                        transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false,
-                       bias: Buffer<Float>? = nil, activation: MatmulActivation = .none) throws {
+                       bias: Buffer<Float>? = nil, biasPerRow: Bool = false, activation: Activation? = nil,
+                       lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, batch: MatmulBatch = .single) throws {
         guard m >= 1, n >= 1, k >= 1 else { throw ShapeError("matmul: sizes must be ≥ 1, got m \(m), n \(n), k \(k).") }
+        let (aRows, aCols) = transposeA ? (k, m) : (m, k)
+        let (bRows, bCols) = transposeB ? (n, k) : (k, n)
+        let lda = lda ?? aCols, ldb = ldb ?? bCols, ldc = ldc ?? n
+        guard lda >= aCols, ldb >= bCols, ldc >= n else {
+            throw ShapeError("matmul: row strides lda \(lda), ldb \(ldb), ldc \(ldc) are below the widths \(aCols), \(bCols), \(n).")
+        }
+        guard batch.count >= 1, batch.strideA >= 0, batch.strideB >= 0, batch.strideC >= 0 else {
+            throw ShapeError("matmul: a batch needs count ≥ 1 and non-negative strides, got \(batch).")
+        }
+        guard batch.count == 1 || batch.strideC >= (m - 1) * ldc + n else {
+            throw ShapeError("matmul: the batch's outputs overlap (strideC \(batch.strideC) for [\(m), \(n)] with ldc \(ldc)).")
+        }
+        func extent(_ rows: Int, _ cols: Int, _ ld: Int, _ stride: Int) -> Int {
+            (batch.count - 1) * stride + (rows - 1) * ld + cols
+        }
         let aShape = transposeA ? "[\(k), \(m)]" : "[\(m), \(k)]"
         let bShape = transposeB ? "[\(n), \(k)]" : "[\(k), \(n)]"
-        guard a.count == m * k else { throw ShapeError("matmul: A has \(a.count) elements but op(A) m×k needs \(aShape) = \(m * k).") }
-        guard b.count == k * n else { throw ShapeError("matmul: B has \(b.count) elements but op(B) k×n needs \(bShape) = \(k * n).") }
-        guard c.count == m * n else { throw ShapeError("matmul: C has \(c.count) elements but needs [\(m), \(n)] = \(m * n).") }
-        if let bias, bias.count != n { throw ShapeError("matmul: bias has \(bias.count) elements but needs \(n) (one per column of C).") }
+        for (name, buffer, needed, shape) in [("A", a, extent(aRows, aCols, lda, batch.strideA), "op(A) m×k, stored \(aShape)"),
+                                              ("B", b, extent(bRows, bCols, ldb, batch.strideB), "op(B) k×n, stored \(bShape)"),
+                                              ("C", c, extent(m, n, ldc, batch.strideC), "C [\(m), \(n)]")]
+            where buffer.count < needed || needed > Check.maxElements {
+            throw ShapeError("matmul: \(name) has \(buffer.count) elements but \(shape) (batch \(batch.count)) needs \(needed).")
+        }
+        if let bias, bias.count != (biasPerRow ? m : n) {
+            throw ShapeError("matmul: bias has \(bias.count) elements but needs \(biasPerRow ? m : n) (one per \(biasPerRow ? "row" : "column") of C).")
+        }
         guard c !== a, c !== b else { throw ShapeError("matmul: C must not be A or B (the kernel reads them while writing C).") }
 
-        let variant = (transposeA ? "t" : "n") + (transposeB ? "t" : "n")
-        let flags = (accumulate ? 1 : 0) | (bias != nil ? 2 : 0) | Int(activation.code) << 4
+        let flags = (accumulate ? 1 : 0) | (bias != nil ? 2 : 0) | (biasPerRow ? 4 : 0) | Int(activation?.code ?? 0) << 4
         let arguments: [any KernelArgument] = [
-            Int32(m), Int32(n), Int32(k), a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n),
-            c, Int32(n), bias ?? c, Int32(flags), activation.slope,
+            Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), c, Int32(ldc), bias ?? c, Int32(flags),
+            activation?.parameter ?? 0, Int32(batch.strideA), Int32(batch.strideB), Int32(batch.strideC),
         ]
-        let (name, global, local) = config.matmul.launch(variant: variant, m: m, n: n)
-        try launch(name, global: global, local: local, arguments: arguments)
+        let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
+                                                   batch: batch.count)
+        try launch(kernel, global: global, local: local, arguments: arguments)
     }
-}
 
-extension KernelLibrary {
+    /// Kernel, global and local size for C[m, n] (see the comments in kernels.cl). Every work-item
+    /// of a group must reach the kernel's barriers, so the local sizes are exact.
+    func matmulLaunch(transposeA: Bool, transposeB: Bool, m: Int, n: Int, batch: Int) -> (KernelName, [Int], [Int]) {
+        func up(_ x: Int, _ d: Int) -> Int { (x + d - 1) / d }
+        func roundUp(_ x: Int, _ d: Int) -> Int { up(x, d) * d }
+        if isGPU {
+            return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false),
+                    [up(n, 64) * 16, up(m, 64) * 16, batch], [16, 16, 1])
+        }
+        let tiles = config.matmul
+        // tt computes Cᵀ = B·A, so its tiles run over (n, m).
+        let (rows, cols) = transposeA && transposeB ? (n, m) : (m, n)
+        if cols < tiles.vectors * vec || rows < tiles.tileRows {
+            return (.matmul(transposeA: transposeA, transposeB: transposeB, small: true),
+                    [roundUp(up(cols, tiles.smallWidth), 2), roundUp(up(rows, tiles.smallRows), 8), batch], [2, 8, 1])
+        }
+        return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false),
+                [roundUp(up(cols, tiles.vectors * vec), 4), roundUp(up(rows, tiles.tileRows), 4), batch], [4, 4, 1])
+    }
+
     /// Backward through a fused `matmul` epilogue: from the gradient `g` of the output `y`
     /// ([rows, cols]), `gz = g · act'(y)` and, when `biasGradient` is given, its column sums (the
-    /// bias gradient), in one launch. `activation` must not be `.gelu` (its derivative needs the input).
+    /// bias gradient), in one launch. `activation` must have `derivativeFromOutput` (not gelu, nor
+    /// a leaky relu of slope ≤ 0).
     public func linearActivationBackward(gradOutput g: Buffer<Float>, output y: Buffer<Float>, rows: Int, cols: Int,
-                                         activation: MatmulActivation, into gz: Buffer<Float>,
+                                         activation: Activation, into gz: Buffer<Float>,
                                          biasGradient: Buffer<Float>?) throws {
-        guard rows >= 1, cols >= 1 else { throw ShapeError("linearActivationBackward: sizes must be ≥ 1, got \(rows)×\(cols).") }
-        for (name, buffer) in [("g", g), ("y", y), ("gz", gz)] where buffer.count != rows * cols {
-            throw ShapeError("linearActivationBackward: \(name) has \(buffer.count) elements but [\(rows), \(cols)] needs \(rows * cols).")
+        try Check.matrix("linearActivationBackward", rows: rows, cols: cols)
+        for (name, buffer) in [("g", g), ("y", y), ("gz", gz)] {
+            try Check.count("linearActivationBackward", name, buffer, rows * cols, "[\(rows), \(cols)]")
         }
-        if let biasGradient, biasGradient.count != cols {
-            throw ShapeError("linearActivationBackward: the bias gradient has \(biasGradient.count) elements but needs \(cols).")
+        if let biasGradient { try Check.count("linearActivationBackward", "the bias gradient", biasGradient, cols) }
+        guard activation.derivativeFromOutput else {
+            throw ShapeError("linearActivationBackward: the derivative of \(activation) needs the pre-activation; apply it separately.")
         }
-        if activation == .gelu {
-            throw ShapeError("linearActivationBackward: GELU's derivative needs the pre-activation; apply gelu() separately.")
-        }
-        let items = (cols + config.vectorWidth - 1) / config.vectorWidth
-        try launch("linear_act_backward", global: [items], local: [config.treeReductions ? 64 : 16],
-                   Int32(rows), Int32(cols), activation.code, activation.slope, g, y, gz, biasGradient ?? gz,
+        try launch(.linearActBackward, global: [chunks(cols)], local: [isGPU ? 64 : 16],
+                   Int32(rows), Int32(cols), activation.code, activation.parameter, g, y, gz, biasGradient ?? gz,
                    Int32(biasGradient == nil ? 0 : 1))
     }
 }
-
-/// Tile sizes of the matmul kernels (the `MM_*` build options) and the launch rule that goes with them.
-public struct MatmulConfig: Sendable, Equatable {
-    /// Local-memory tiles of 16×16 work-items, each computing 4×4 outputs (GPUs).
-    public var gpu: Bool
-    /// Rows of C per work-item (`MM_TM`).
-    public var tileRows = 6
-    /// Float vector width of a tile row (`MM_VW`): the device's native width.
-    public var vectorWidth = 8
-    /// Vectors per tile row (`MM_TNV`): a work-item holds tileRows × vectors accumulators.
-    public var vectors = 2
-    /// K-slice each work-group finishes before the next, so it stays in cache (`MM_KB`).
-    public var kBlock = 256
-    /// Rows of the small kernel's tile (`MM_STM`) and its vector width (`MM_SVW`).
-    public var smallRows = 2, smallWidth = 8
-
-    /// Output columns covered by one work-item.
-    var tileColumns: Int { vectors * vectorWidth }
-
-    /// The rule table: register-blocked float vectors without local memory on CPUs (the vector
-    /// width of the device's SIMD registers), local-memory tiles on GPUs.
-    public init(gpu: Bool, vectorWidth: Int) {
-        self.gpu = gpu
-        self.vectorWidth = gpu ? 8 : max(4, min(vectorWidth, 16))
-    }
-
-    /// The `-D` options of these tiles.
-    public var defines: [String: Int] {
-        gpu ? ["MM_GPU": 1, "MM_SVW": smallWidth, "MM_STM": smallRows]
-            : ["MM_TM": tileRows, "MM_VW": vectorWidth, "MM_TNV": vectors, "MM_KB": kBlock, "MM_SVW": smallWidth,
-               "MM_STM": smallRows]
-    }
-
-    /// Kernel name, global and local size for C[m, n] (see the comments in kernels.cl). Every
-    /// work-item of a group must reach the kernel's barriers, so the local sizes are exact.
-    func launch(variant: String, m: Int, n: Int) -> (String, [Int], [Int]) {
-        func up(_ x: Int, _ d: Int) -> Int { (x + d - 1) / d }
-        func roundUp(_ x: Int, _ d: Int) -> Int { up(x, d) * d }
-        // tt computes Cᵀ = B·A, so its tiles run over (n, m).
-        let (rows, cols) = variant == "tt" ? (n, m) : (m, n)
-        if gpu {
-            return ("matmul_" + variant, [up(n, 64) * 16, up(m, 64) * 16], [16, 16])
-        }
-        if cols < tileColumns || rows < tileRows {
-            return ("matmul_small_" + variant, [roundUp(up(cols, smallWidth), 2), roundUp(up(rows, smallRows), 8)], [2, 8])
-        }
-        return ("matmul_" + variant, [roundUp(up(cols, tileColumns), 4), roundUp(up(rows, tileRows), 4)], [4, 4])
-    }
-}
-

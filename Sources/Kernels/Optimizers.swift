@@ -71,14 +71,11 @@ extension KernelLibrary {
                 throw ShapeError("\(name): \(label) has \(buffer.count) elements but param has \(param.count).")
             }
         }
-        guard param.count <= Self.nroMaxElements else {
+        guard param.count >= 1, param.count <= Check.maxElements else {
             throw ShapeError("\(name): \(param.count) elements exceed the kernels' 32-bit indexing.")
         }
     }
 
-    private func launchOptimizer(_ name: String, count: Int, _ arguments: any KernelArgument...) throws {
-        try launch1D(name, (count + nroElementWidth - 1) / nroElementWidth, arguments: arguments)
-    }
 
     /// One SGD step on `param` in place (PyTorch's single-tensor SGD): `g = grad + wd * p`; with
     /// momentum, `buf = g` on the first step (`firstStep`, no dampening) and
@@ -86,8 +83,12 @@ extension KernelLibrary {
     /// `p -= lr * g`.
     ///
     /// ```swift
-    /// try kernels.sgdStep(param: w, grad: dw, momentumBuffer: buf,
-    ///                     hyper: SGDHyperparameters(lr: 0.1, momentum: 0.9), firstStep: step == 1)
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, 0.5] as [Float])
+    /// let momentum = try device.buffer([0, 0] as [Float])
+    /// try kernels.sgdStep(param: w, grad: dw, momentumBuffer: momentum,
+    ///                     hyper: SGDHyperparameters(lr: 0.1, momentum: 0.9), firstStep: true)   // w = [0.95, 1.95]
     /// ```
     /// - Parameter momentumBuffer: required when `momentum != 0`, ignored otherwise.
     /// - Throws: `ShapeError` on mismatched lengths, a missing buffer or invalid nesterov settings.
@@ -101,9 +102,10 @@ extension KernelLibrary {
         if hyper.nesterov, hyper.momentum <= 0 || hyper.dampening != 0 {
             throw ShapeError("\(name): nesterov needs momentum > 0 and dampening 0 (PyTorch raises too).")
         }
-        try launchOptimizer("sgd_step_f32", count: param.count, Int32(param.count), hyper.lr, hyper.momentum,
-                            hyper.dampening, hyper.weightDecay, Int32(hyper.nesterov ? 1 : 0), Int32(firstStep ? 1 : 0),
-                            param, grad, momentumBuffer ?? param)
+        try launchFlat(.sgdStep, count: param.count,
+                       arguments: [Int32(param.count), hyper.lr, hyper.momentum, hyper.dampening, hyper.weightDecay,
+                                   Int32(hyper.nesterov ? 1 : 0), Int32(firstStep ? 1 : 0), param, grad,
+                                   momentumBuffer ?? param])
     }
 
     /// One Adam step (L2 weight decay added to the gradient) on `param` in place, `step` counting
@@ -112,7 +114,11 @@ extension KernelLibrary {
     /// computed here in double.
     ///
     /// ```swift
-    /// try kernels.adamStep(param: w, grad: dw, expAvg: m, expAvgSq: v, step: t, hyper: .init(lr: 1e-3))
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
+    /// let m = try device.buffer([0, 0] as [Float]), v = try device.buffer([0, 0] as [Float])
+    /// try kernels.adamStep(param: w, grad: dw, expAvg: m, expAvgSq: v, step: 1, hyper: .init(lr: 1e-3))
     /// ```
     /// - Throws: `ShapeError` on mismatched lengths or `step < 1`.
     public func adamStep(param: Buffer<Float>, grad: Buffer<Float>, expAvg: Buffer<Float>, expAvgSq: Buffer<Float>,
@@ -124,7 +130,11 @@ extension KernelLibrary {
     /// without L2 on the gradient (`torch.optim.AdamW`).
     ///
     /// ```swift
-    /// try kernels.adamWStep(param: w, grad: dw, expAvg: m, expAvgSq: v, step: t,
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
+    /// let m = try device.buffer([0, 0] as [Float]), v = try device.buffer([0, 0] as [Float])
+    /// try kernels.adamWStep(param: w, grad: dw, expAvg: m, expAvgSq: v, step: 1,
     ///                       hyper: .init(lr: 1e-3, weightDecay: 1e-2))
     /// ```
     /// - Throws: `ShapeError` on mismatched lengths or `step < 1`.
@@ -138,6 +148,7 @@ extension KernelLibrary {
     public func adamStep(tensors: [(param: Buffer<Float>, grad: Buffer<Float>, expAvg: Buffer<Float>, expAvgSq: Buffer<Float>)],
                          step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
         let name = decoupled ? "adamWStep" : "adamStep"
+        guard !tensors.isEmpty else { return }
         for t in tensors {
             try checkOptimizer(name, param: t.param, [("grad", t.grad), ("expAvg", t.expAvg), ("expAvgSq", t.expAvgSq)])
         }
@@ -150,9 +161,9 @@ extension KernelLibrary {
                 let entry = slot < group.count ? group[slot] : group[0]
                 let n = slot < group.count ? entry.param.count : 0
                 arguments += [Int32(n), Int32(start), entry.param, entry.grad, entry.expAvg, entry.expAvgSq]
-                start += (n + nroElementWidth - 1) / nroElementWidth
+                start += chunks(n)
             }
-            try launch1D("adam_step_multi_f32", start, arguments: arguments)
+            try launch1D(.adamStep, start, arguments: arguments)
         }
     }
 
@@ -170,10 +181,7 @@ extension KernelLibrary {
 
     private func adam(_ name: String, _ param: Buffer<Float>, _ grad: Buffer<Float>, _ expAvg: Buffer<Float>,
                       _ expAvgSq: Buffer<Float>, step: Int, hyper: AdamHyperparameters, decoupled: Bool) throws {
-        try checkOptimizer(name, param: param, [("grad", grad), ("expAvg", expAvg), ("expAvgSq", expAvgSq)])
-        let (decay, l2, stepSize, bias2Sqrt) = try adamScalars(name, step: step, hyper: hyper, decoupled: decoupled)
-        try launchOptimizer("adam_step_f32", count: param.count, Int32(param.count), decay, l2, hyper.beta1, hyper.beta2,
-                            hyper.eps, stepSize, bias2Sqrt, param, grad, expAvg, expAvgSq)
+        try adamStep(tensors: [(param, grad, expAvg, expAvgSq)], step: step, hyper: hyper, decoupled: decoupled)
     }
 
     /// One RMSprop step on `param` in place: `g = grad + wd * p`, `v = α v + (1 - α) g²`,
@@ -181,7 +189,11 @@ extension KernelLibrary {
     /// with momentum `buf = momentum * buf + g / avg`, `p -= lr * buf`, else `p -= lr * g / avg`.
     ///
     /// ```swift
-    /// try kernels.rmspropStep(param: w, grad: dw, squareAvg: v, momentumBuffer: nil, gradAvg: nil,
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
+    /// let squares = try device.buffer([0, 0] as [Float])
+    /// try kernels.rmspropStep(param: w, grad: dw, squareAvg: squares, momentumBuffer: nil, gradAvg: nil,
     ///                         hyper: .init(lr: 1e-2))
     /// ```
     /// - Parameters:
@@ -198,8 +210,9 @@ extension KernelLibrary {
             throw ShapeError("\(name): momentum \(hyper.momentum) needs a momentumBuffer.")
         }
         if hyper.centered, gradAvg == nil { throw ShapeError("\(name): centered needs a gradAvg buffer.") }
-        try launchOptimizer("rmsprop_step_f32", count: param.count, Int32(param.count), hyper.lr, hyper.alpha, hyper.eps,
-                            hyper.weightDecay, hyper.momentum, Int32(hyper.centered ? 1 : 0),
-                            param, grad, squareAvg, gradAvg ?? param, momentumBuffer ?? param)
+        try launchFlat(.rmspropStep, count: param.count,
+                       arguments: [Int32(param.count), hyper.lr, hyper.alpha, hyper.eps, hyper.weightDecay, hyper.momentum,
+                                   Int32(hyper.centered ? 1 : 0), param, grad, squareAvg, gradAvg ?? param,
+                                   momentumBuffer ?? param])
     }
 }

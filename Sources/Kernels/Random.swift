@@ -18,12 +18,12 @@ public enum Philox {
 }
 
 extension KernelLibrary {
-    /// Elements per work-item of the random and dropout kernels (`NRO_RE` in kernels.cl): 16
-    /// Philox blocks of 4 words on a CPU, 1 block on a GPU.
-    var nroRandomWidth: Int { nroGPU ? 4 : 64 }
+    /// Elements per work-item of the random and dropout kernels (`KILN_RAND_RE` in kernels.cl):
+    /// `KILN_VEC` Philox blocks of 4 words.
+    var randomWidth: Int { 4 * vec }
 
     func checkRandomCount(_ name: String, _ count: Int) throws {
-        guard count <= Self.nroMaxElements else {
+        guard count <= Check.maxElements else {
             throw ShapeError("\(name): \(count) elements exceed the kernels' 32-bit indexing.")
         }
     }
@@ -32,13 +32,15 @@ extension KernelLibrary {
     /// `firstBlock` (element `i` is word `i % 4` of block `firstBlock + i / 4`, wrapping at 2^64).
     ///
     /// ```swift
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
     /// let words = try device.buffer(UInt32.self, count: 8)
     /// try kernels.philoxBits(words, seed: 42, offset: 0)
     /// ```
     public func philoxBits(_ out: Buffer<UInt32>, seed: UInt64, offset: UInt64 = 0, firstBlock: UInt64 = 0) throws {
         try checkRandomCount("philoxBits", out.count)
         let (s0, s1) = Philox.halves(seed), (o0, o1) = Philox.halves(offset), (b0, b1) = Philox.halves(firstBlock)
-        try launch1D("philox_bits_u32", (out.count + nroRandomWidth - 1) / nroRandomWidth,
+        try launch1D(.philoxBits, (out.count + randomWidth - 1) / randomWidth,
                      Int32(out.count), s0, s1, o0, o1, b0, b1, out)
     }
 
@@ -47,6 +49,9 @@ extension KernelLibrary {
     /// the float below `high`, with `u_i = Philox.unit(word i)`.
     ///
     /// ```swift
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let weights = try device.buffer(Float.self, count: 256)
     /// try kernels.randomUniform(weights, low: -0.1, high: 0.1, seed: 7, offset: 0)
     /// ```
     /// - Throws: `ShapeError` unless `low < high`, both finite.
@@ -57,7 +62,7 @@ extension KernelLibrary {
             throw ShapeError("randomUniform: needs finite low < high, got [\(low), \(high)).")
         }
         let (s0, s1) = Philox.halves(seed), (o0, o1) = Philox.halves(offset)
-        try launch1D("rand_uniform_f32", (out.count + nroRandomWidth - 1) / nroRandomWidth,
+        try launch1D(.randUniform, (out.count + randomWidth - 1) / randomWidth,
                      Int32(out.count), s0, s1, o0, o1, low, high, out)
     }
 
@@ -67,6 +72,9 @@ extension KernelLibrary {
     /// Equal across devices up to the few-ulp differences of their `log`, `cospi` and `sinpi`.
     ///
     /// ```swift
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let weights = try device.buffer(Float.self, count: 256)
     /// try kernels.randomNormal(weights, mean: 0, std: 0.02, seed: 7, offset: 1)
     /// ```
     /// - Throws: `ShapeError` unless `std >= 0` and both are finite.
@@ -77,7 +85,7 @@ extension KernelLibrary {
             throw ShapeError("randomNormal: needs finite mean and std >= 0, got mean \(mean), std \(std).")
         }
         let (s0, s1) = Philox.halves(seed), (o0, o1) = Philox.halves(offset)
-        try launch1D("rand_normal_f32", (out.count + nroRandomWidth - 1) / nroRandomWidth,
+        try launch1D(.randNormal, (out.count + randomWidth - 1) / randomWidth,
                      Int32(out.count), s0, s1, o0, o1, mean, std, out)
     }
 }

@@ -1,4 +1,5 @@
 // `import Kiln` brings in every layer of the library.
+@_exported import KilnSupport
 @_exported import KilnDevice
 @_exported import KilnKernels
 @_exported import KilnTensor

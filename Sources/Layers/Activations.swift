@@ -1,180 +1,140 @@
 import KilnKernels
 import KilnTensor
 
-/// `max(x, 0)`.
-public final class ReLU: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.ReLU()`).
-    public init() {}
-    /// `max(x, 0)` element-wise.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.relu() }
-}
+/// A module that applies an `Activation` element-wise. `Sequential` runs one right after a
+/// `Linear` inside the matrix product's epilogue when its derivative allows (the same numbers,
+/// one kernel fewer).
+public class ActivationLayer: Module {
+    /// The function applied.
+    public let activation: Activation
 
-/// `x` for `x > 0`, else `slope · x`.
-public final class LeakyReLU: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// The slope for negative inputs (PyTorch's `negative_slope`).
-    public let slope: Float
-    /// `nn.LeakyReLU(negative_slope)`; the slope defaults to 0.01, as in PyTorch.
-    public init(_ slope: Float = 0.01) { self.slope = slope }
-    /// `x` where `x > 0`, else `slope · x`, element-wise.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.leakyRelu(slope: slope) }
-}
-
-/// `1 / (1 + e^-x)`.
-public final class Sigmoid: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.Sigmoid()`).
-    public init() {}
-    /// `1 / (1 + e^-x)` element-wise.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.sigmoid() }
-}
-
-/// Hyperbolic tangent.
-public final class Tanh: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.Tanh()`).
-    public init() {}
-    /// `tanh(x)` element-wise.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.tanh() }
-}
-
-/// GELU, the exact erf form (PyTorch's default).
-public final class GELU: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.GELU()`, exact form).
-    public init() {}
-    /// GELU element-wise: `x · Φ(x)`, with Φ the standard normal CDF.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.gelu() }
-}
-
-/// Softmax over the last axis.
-public final class Softmax: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.Softmax(dim=-1)`).
-    public init() {}
-    /// Softmax of `x` along its last axis.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.softmax() }
-}
-
-/// Log-softmax over the last axis.
-public final class LogSoftmax: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.LogSoftmax(dim=-1)`).
-    public init() {}
-    /// Log-softmax of `x` along its last axis.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.logSoftmax() }
-}
-
-/// [N, ...] → [N, rest] (no copy).
-public final class Flatten: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.Flatten()`: everything after the first axis).
-    public init() {}
-    /// `x` reshaped from [N, ...] to [N, rest], sharing its storage.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.flattened() }
-}
-
-/// Returns its input.
-public final class Identity: Module {
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
-    /// Creates the layer (`nn.Identity()`).
-    public init() {}
-    /// `x` itself.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { x }
-}
-
-/// Inverted dropout: in training, zeroes each element with probability `p` and scales the rest by
-/// 1/(1−p); the identity in eval. Masks come from Kiln's seeded generator.
-public final class Dropout: Module {
-    /// Training mode (see `Module.train()`): elements are dropped only in training.
-    public var training = true
-    /// The probability of zeroing each element.
-    public let p: Float
-    /// `nn.Dropout(p)`; `p` defaults to 0.5. Throws unless 0 ≤ `p` ≤ 1.
-    public init(_ p: Float = 0.5) throws {
-        guard p >= 0, p <= 1 else { throw TensorError("Dropout(\(p)): p must be in [0, 1].") }
-        self.p = p
-    }
-    /// In training with `p > 0`, `x` with each element zeroed with probability `p` and the rest
-    /// scaled by 1/(1−p); otherwise `x` itself.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard training, p > 0 else { return x }
-        let (seed, offset) = RandomState.next(count: x.count)
-        return try x.dropout(p: p, seed: seed, offset: offset)
-    }
-}
-
-/// Batch normalization over [N, C] with PyTorch's BatchNorm1d semantics: training normalizes by
-/// the biased batch variance and keeps the unbiased one in `running_var`; eval uses the running
-/// statistics.
-public final class BatchNorm1d: Module {
-    /// Training mode (see `Module.train()`): batch statistics and running-statistics updates in
-    /// training, the running statistics in eval.
-    public var training = true
-    /// The per-feature scale γ [C], starting at ones (nil when `affine` is false).
-    public let weight: Tensor?
-    /// The per-feature shift β [C], starting at zeros (nil when `affine` is false).
-    public let bias: Tensor?
-    /// The running mean per feature [C] (`running_mean`), starting at zeros.
-    public let runningMean: Tensor
-    /// The running unbiased variance per feature [C] (`running_var`), starting at ones.
-    public let runningVar: Tensor
-    /// Added to the variance before the square root, for stability (default 1e-5).
-    public let eps: Float
-    /// The weight of each batch in the running statistics:
-    /// `running = (1 − momentum) · running + momentum · batch` (default 0.1).
-    public let momentum: Float
-    /// Training batches seen (PyTorch's `num_batches_tracked`), kept on the host: with a fixed
-    /// momentum it does not change the numbers, but state dicts carry it.
-    public private(set) var numBatchesTracked = 0
-
-    /// `nn.BatchNorm1d(features, eps, momentum, affine)` for `features` channels; with `affine`
-    /// (the default) it has a learnable `weight` and `bias`. Throws when `features < 1`.
-    public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) throws {
-        guard features >= 1 else { throw TensorError("BatchNorm1d(\(features)): features must be ≥ 1.") }
-        weight = affine ? try Tensor.ones([features], requiresGrad: true) : nil
-        bias = affine ? try Tensor.zeros([features], requiresGrad: true) : nil
-        runningMean = try Tensor.zeros([features])
-        runningVar = try Tensor.ones([features])
-        self.eps = eps
-        self.momentum = momentum
+    init(_ activation: Activation) {
+        self.activation = activation
+        super.init(nonThrowing: ())
     }
 
-    /// `weight` and `bias`, when `affine`.
-    public var ownParameters: [(name: String, tensor: Tensor)] {
-        [weight.map { ("weight", $0) }, bias.map { ("bias", $0) }].compactMap { $0 }
-    }
-    /// `running_mean`, `running_var` and `num_batches_tracked` (a 0-d int32 tensor of the host count).
-    public var ownBuffers: [(name: String, tensor: Tensor)] {
-        var buffers = [("running_mean", runningMean), ("running_var", runningVar)]
-        if let count = try? Tensor(labels: [numBatchesTracked], shape: [], on: runningMean.device) {
-            buffers.append(("num_batches_tracked", count))
+    /// `activation(x)` element-wise.
+    public override func forward(_ x: Tensor) throws -> Tensor { try x.applying(activation) }
+
+    /// The layer of `activation`: `ReLU()`, `LeakyReLU(slope)`, `Sigmoid()`, `Tanh()` or `GELU()`.
+    public static func make(_ activation: Activation) -> ActivationLayer {
+        switch activation {
+        case .relu: ReLU()
+        case .leakyRelu(let slope): LeakyReLU(slope)
+        case .sigmoid: Sigmoid()
+        case .tanh: Tanh()
+        case .gelu: GELU()
         }
-        return buffers
     }
+}
 
-    /// Takes `num_batches_tracked` from a loaded state dict; returns false for every other buffer.
-    public func restoreHostBuffer(_ name: String, from tensor: Tensor) throws -> Bool {
-        guard name == "num_batches_tracked" else { return false }
-        numBatchesTracked = try tensor.toIntArray().first ?? 0
-        return true
-    }
+/// `max(x, 0)` (`nn.ReLU`).
+public final class ReLU: ActivationLayer {
+    /// Creates the layer (`nn.ReLU()`).
+    public init() { super.init(.relu) }
+}
 
-    /// Normalizes `x` [N, C] per feature (then scales and shifts it when affine); in training also counts the
-    /// batch and updates the running statistics.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        if training { numBatchesTracked += 1 }
-        return try x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                        training: training, momentum: momentum, eps: eps)
+/// `x` for `x > 0`, else `slope · x` (`nn.LeakyReLU`).
+public final class LeakyReLU: ActivationLayer {
+    /// The slope for negative inputs (PyTorch's `negative_slope`).
+    public var slope: Float {
+        if case .leakyRelu(let s) = activation { return s }
+        return 0
     }
+    /// `nn.LeakyReLU(negative_slope)`; the slope defaults to 0.01, as in PyTorch.
+    public init(_ slope: Float = 0.01) { super.init(.leakyRelu(slope: slope)) }
+    /// `negative_slope=0.01`
+    public override var extraDescription: String { "negative_slope=\(slope)" }
+}
+
+/// `1 / (1 + e^-x)` (`nn.Sigmoid`).
+public final class Sigmoid: ActivationLayer {
+    /// Creates the layer (`nn.Sigmoid()`).
+    public init() { super.init(.sigmoid) }
+}
+
+/// Hyperbolic tangent (`nn.Tanh`).
+public final class Tanh: ActivationLayer {
+    /// Creates the layer (`nn.Tanh()`).
+    public init() { super.init(.tanh) }
+}
+
+/// GELU, the exact erf form (`nn.GELU()`, PyTorch's default).
+public final class GELU: ActivationLayer {
+    /// Creates the layer (`nn.GELU()`, exact form).
+    public init() { super.init(.gelu) }
+    /// `approximate='none'`
+    public override var extraDescription: String { "approximate='none'" }
+}
+
+/// Softmax over the last axis (`nn.Softmax(dim=-1)`).
+public final class Softmax: Module {
+    /// Creates the layer.
+    public override init() { super.init(nonThrowing: ()) }
+    /// Softmax of `x` along its last axis.
+    public override func forward(_ x: Tensor) throws -> Tensor { try x.softmax() }
+    /// `dim=-1`
+    public override var extraDescription: String { "dim=-1" }
+}
+
+/// Log-softmax over the last axis (`nn.LogSoftmax(dim=-1)`).
+public final class LogSoftmax: Module {
+    /// Creates the layer.
+    public override init() { super.init(nonThrowing: ()) }
+    /// Log-softmax of `x` along its last axis.
+    public override func forward(_ x: Tensor) throws -> Tensor { try x.logSoftmax() }
+    /// `dim=-1`
+    public override var extraDescription: String { "dim=-1" }
+}
+
+/// Axes `startAxis...endAxis` folded into one, by default [N, ...] → [N, rest] (`nn.Flatten`; no copy).
+public final class Flatten: Module {
+    /// The first and last axes folded (PyTorch's `start_dim`, `end_dim`).
+    public let startAxis: Int, endAxis: Int
+    /// `nn.Flatten(start_dim=1, end_dim=-1)`.
+    public init(startAxis: Int = 1, endAxis: Int = -1) {
+        self.startAxis = startAxis
+        self.endAxis = endAxis
+        super.init(nonThrowing: ())
+    }
+    /// `x` with the axes folded, sharing its storage.
+    public override func forward(_ x: Tensor) throws -> Tensor { try x.flattened(startAxis: startAxis, endAxis: endAxis) }
+    /// `start_dim=1, end_dim=-1`
+    public override var extraDescription: String { "start_dim=\(startAxis), end_dim=\(endAxis)" }
+}
+
+/// Axis `axis` unfolded into `shape` (`nn.Unflatten`): [N, 784] → [N, 1, 28, 28] feeds images
+/// kept as rows to a convolutional network (no copy).
+public final class Unflatten: Module {
+    /// The axis split (PyTorch's `dim`) and the shape it becomes (`unflattened_size`).
+    public let axis: Int, shape: [Int]
+    /// `nn.Unflatten(dim, unflattened_size)`. Throws unless every extent is at least 1.
+    public init(axis: Int, shape: [Int]) throws {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 >= 1 }) else {
+            throw TensorError("Unflatten(\(axis), \(shape)): the new shape needs extents of at least 1.")
+        }
+        self.axis = axis
+        self.shape = shape
+        super.init(nonThrowing: ())
+    }
+    /// `x` with `axis` replaced by `shape` (whose product must be that axis's extent).
+    public override func forward(_ x: Tensor) throws -> Tensor {
+        let a = axis < 0 ? axis + x.rank : axis
+        guard a >= 0, a < x.rank, x.shape[a] == shape.reduce(1, *) else {
+            throw TensorError("Unflatten(\(axis), \(shape)): input \(x.shape) has no axis \(axis) of \(shape.reduce(1, *)) elements.")
+        }
+        return try x.reshaped(Array(x.shape[..<a]) + shape + Array(x.shape[(a + 1)...]))
+    }
+    /// `dim=1, unflattened_size=(1, 28, 28)`
+    public override var extraDescription: String {
+        "dim=\(axis), unflattened_size=(\(shape.map(String.init).joined(separator: ", ")))"
+    }
+}
+
+/// Returns its input (`nn.Identity`).
+public final class Identity: Module {
+    /// Creates the layer.
+    public override init() { super.init(nonThrowing: ()) }
+    /// `x` itself.
+    public override func forward(_ x: Tensor) throws -> Tensor { x }
 }

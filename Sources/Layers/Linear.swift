@@ -2,7 +2,7 @@ import KilnDevice
 import KilnKernels
 import KilnTensor
 
-/// `y = x · weightᵀ + bias`, with `weight` shaped [out, in] as in PyTorch.
+/// `y = x · weightᵀ + bias`, with `weight` shaped [out, in] as in PyTorch (`nn.Linear`).
 ///
 /// Initialized as PyTorch does: weights Kaiming-uniform with a = √5 (uniform in ±1/√in), bias
 /// uniform in ±1/√in, from Kiln's seeded generator (`RandomState.manualSeed`) or a given `seed`.
@@ -11,8 +11,6 @@ public final class Linear: Module {
     public let weight: Tensor
     /// The bias [out], a trainable parameter, or nil when made with `bias: false`.
     public let bias: Tensor?
-    /// Training mode (see `Module.train()`); no effect on this layer.
-    public var training = true
 
     /// Input features (`weight.shape[1]`).
     public var inFeatures: Int { weight.shape[1] }
@@ -27,30 +25,41 @@ public final class Linear: Module {
         guard inFeatures >= 1, outFeatures >= 1 else {
             throw TensorError("Linear(\(inFeatures), \(outFeatures)): feature counts must be ≥ 1.")
         }
+        let (product, overflow) = inFeatures.multipliedReportingOverflow(by: outFeatures)
+        guard !overflow, product <= Int(Int32.max) - 4096 else {
+            throw TensorError("Linear(\(inFeatures), \(outFeatures)): the weight has more elements than a device buffer can hold.")
+        }
         let bound = 1 / Float(inFeatures).squareRoot()
-        let w = seed.map { ($0, UInt64(0)) } ?? RandomState.next(count: inFeatures * outFeatures)
+        let w = seed.map { ($0, UInt64(0)) } ?? RandomState.next(count: product)
         weight = try Tensor.rand([outFeatures, inFeatures], low: -bound, high: bound, seed: w.0, offset: w.1,
                                  on: device, requiresGrad: true)
         if bias {
-            let b = seed.map { ($0, UInt64(inFeatures * outFeatures + 15) / 16 * 16) } ?? RandomState.next(count: outFeatures)
+            let b = seed.map { ($0, UInt64(product + 15) / 16 * 16) } ?? RandomState.next(count: outFeatures)
             self.bias = try Tensor.rand([outFeatures], low: -bound, high: bound, seed: b.0, offset: b.1,
                                         on: device, requiresGrad: true)
         } else {
             self.bias = nil
         }
+        super.init(nonThrowing: ())
     }
 
-    /// `weight`, then `bias` if there is one.
-    public var ownParameters: [(name: String, tensor: Tensor)] {
-        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    /// `x · weightᵀ + bias` for `x` [..., in] (leading axes kept, as in PyTorch).
+    public override func forward(_ x: Tensor) throws -> Tensor { try callAsFunction(x, activation: nil) }
+
+    /// The layer followed by `activation`, fused into the product's epilogue when its derivative
+    /// allows (the same numbers as applying it after).
+    public func callAsFunction(_ x: Tensor, activation: Activation?) throws -> Tensor {
+        guard x.shape.last == inFeatures else {
+            throw TensorError("Linear(\(inFeatures), \(outFeatures)): input \(x.shape) should end in \(inFeatures) features.")
+        }
+        if x.rank == 2 { return try Tensor.linear(x, weight, bias: bias, activation: activation, transposeB: true) }
+        let rows = try x.reshaped([-1, inFeatures])
+        let y = try Tensor.linear(rows, weight, bias: bias, activation: activation, transposeB: true)
+        return try y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
-    /// `x · weightᵀ + bias` for `x` [N, in] (another rank is reshaped to [-1, in]).
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try callAsFunction(x, activation: .none) }
-
-    /// The layer followed by `activation`, in one kernel.
-    public func callAsFunction(_ x: Tensor, activation: MatmulActivation) throws -> Tensor {
-        let input = x.rank == 2 ? x : try x.reshaped([-1, inFeatures])
-        return try Tensor.linear(input, weight, bias: bias, activation: activation, transposeB: true)
+    /// `in_features=784, out_features=256, bias=True`
+    public override var extraDescription: String {
+        "in_features=\(inFeatures), out_features=\(outFeatures), bias=\(bias == nil ? "False" : "True")"
     }
 }

@@ -2,6 +2,7 @@ import KilnTensor
 
 /// A loss: `loss(prediction, target)` gives a scalar (or per-sample values with `.none`).
 public protocol Loss {
+    /// The loss of `prediction` against `target`.
     func callAsFunction(_ prediction: Tensor, _ target: Tensor) throws -> Tensor
 }
 
@@ -19,6 +20,12 @@ public struct CrossEntropyLoss: Loss {
     /// The loss of `logits` [N, C] against int32 class indices `target` [N].
     public func callAsFunction(_ logits: Tensor, _ target: Tensor) throws -> Tensor {
         try crossEntropy(logits: logits, targets: target, labelSmoothing: labelSmoothing, reduction: reduction)
+    }
+
+    /// The loss, also adding 1 to `hits[i]` where row `i` is classified correctly (in the same
+    /// kernel): how training counts its accuracy without an extra launch per step.
+    public func callAsFunction(_ logits: Tensor, _ target: Tensor, countingHitsInto hits: Tensor) throws -> Tensor {
+        try crossEntropy(logits: logits, targets: target, labelSmoothing: labelSmoothing, reduction: reduction, hits: hits)
     }
 }
 

@@ -3,33 +3,42 @@ import KilnTensor
 
 /// Modules applied in order, named `0`, `1`, ... as in PyTorch's `nn.Sequential`.
 ///
-/// A `Linear` followed by `ReLU`, `LeakyReLU`, `Sigmoid` or `Tanh` runs as one kernel (the
-/// activation fused into the matrix product's epilogue); the numbers are the same.
+/// A `Linear` followed by an activation whose derivative follows from its output (ReLU, LeakyReLU
+/// with a positive slope, Sigmoid, Tanh) runs as one kernel: the activation fused into the matrix
+/// product's epilogue. The numbers are the same.
+///
+/// ```swift
+/// let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
+/// print(model)          // Sequential( (0): Linear(...) (1): ReLU() (2): Linear(...) )
+/// ```
 public final class Sequential: Module {
     /// The modules, in the order they run.
-    public let layers: [any Module]
-    /// Training mode (see `Module.train()`, which also sets it on every layer).
-    public var training = true
+    public let layers: [Module]
 
     /// Chains `layers` in order.
-    public init(_ layers: [any Module]) { self.layers = layers }
+    public init(_ layers: [Module]) {
+        self.layers = layers
+        super.init(nonThrowing: ())
+    }
 
     /// Chains the given modules in order: `Sequential(Linear(784, 256), ReLU(), Linear(256, 10))`.
-    public convenience init(_ layers: any Module...) { self.init(layers) }
+    public convenience init(_ layers: Module...) { self.init(layers) }
 
     /// The layers named by position (`0`, `1`, ...), as in PyTorch's state dict keys.
-    public var children: [(name: String, module: any Module)] {
-        layers.enumerated().map { (String($0.offset), $0.element) }
+    public override func members() -> [(name: String, member: ModuleMember)] {
+        layers.enumerated().map { (String($0.offset), .module($0.element)) }
     }
 
     /// Runs `x` through every layer in order, fusing a `Linear` with a following activation.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor {
         var x = x
         var index = layers.startIndex
+        // A summary records every layer's own output, so it runs them one by one.
+        let fuse = SummaryRecorder.current == nil
         while index < layers.endIndex {
             let layer = layers[index]
-            if let linear = layer as? Linear, index + 1 < layers.endIndex,
-               let activation = Self.fusable(layers[index + 1]) {
+            if fuse, let linear = layer as? Linear, index + 1 < layers.endIndex,
+               let activation = (layers[index + 1] as? ActivationLayer)?.activation, activation.derivativeFromOutput {
                 x = try linear(x, activation: activation)
                 index += 2
             } else {
@@ -38,16 +47,5 @@ public final class Sequential: Module {
             }
         }
         return x
-    }
-
-    /// The epilogue activation a `Linear` can apply for `module`, if any.
-    static func fusable(_ module: any Module) -> MatmulActivation? {
-        switch module {
-        case is ReLU: .relu
-        case let leaky as LeakyReLU: .leakyRelu(slope: leaky.slope)
-        case is Sigmoid: .sigmoid
-        case is Tanh: .tanh
-        default: nil
-        }
     }
 }

@@ -27,8 +27,8 @@ extension Tensor {
     /// Returns `self`, so an op can end with `return out.recorded(inputs) { g in ... }`.
     func recorded(_ inputs: [Tensor], backward: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
         guard GradMode.enabled, inputs.contains(where: \.requiresGrad) else { return self }
-        requiresGrad = true
         node = Node(inputs: inputs, backward: backward)
+        requiresGrad = true   // after the node: a tensor made by an op is not a parameter
         return self
     }
 

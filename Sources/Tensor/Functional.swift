@@ -39,13 +39,15 @@ extension Tensor {
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by 1/(1-p),
-    /// from Philox(seed, offset) so a run is reproducible on every device.
-    public func dropout(p: Float, seed: UInt64, offset: UInt64) throws -> Tensor {
+    /// from Philox(seed, offset) so a run is reproducible on every device. With `group` > 1, runs
+    /// of `group` consecutive elements are kept or dropped together (Dropout2d drops channels).
+    public func dropout(p: Float, seed: UInt64, offset: UInt64, group: Int = 1) throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)
-        try kernels.dropoutForward(x: floats("dropout"), y: out.floats("dropout"), p: p, seed: seed, offset: offset)
+        try kernels.dropout(floats("dropout"), into: out.floats("dropout"), p: p, seed: seed, offset: offset, group: group)
         return out.recorded([self]) { g in
             let dx = try Tensor.empty(g.shape, on: g.device)
-            try g.kernels.dropoutBackward(dy: g.floats("dropout"), dx: dx.floats("dropout"), p: p, seed: seed, offset: offset)
+            try g.kernels.dropout(g.floats("dropout"), into: dx.floats("dropout"), p: p, seed: seed, offset: offset,
+                                  group: group)
             return [dx]
         }
     }
@@ -53,8 +55,10 @@ extension Tensor {
 
 /// Cross-entropy of `logits` [N, C] against int32 class `targets` [N], with optional label
 /// smoothing (PyTorch's definition). One fused kernel gives the loss and, when needed, the gradient.
+/// With `hits` (an int32 tensor of at least N counters), `hits[i] += 1` where row `i`'s first
+/// argmax is its target, at no extra launch: training sums them once an epoch for its accuracy.
 public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float = 0,
-                         reduction: Reduction = .mean) throws -> Tensor {
+                         reduction: Reduction = .mean, hits: Tensor? = nil) throws -> Tensor {
     guard logits.rank == 2, targets.rank == 1, targets.count == logits.shape[0] else {
         throw TensorError("crossEntropy: logits must be [N, C] and targets [N]; got \(logits.shape) and \(targets.shape).")
     }
@@ -69,7 +73,8 @@ public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float 
         // The kernel scales the gradient by gradScale / N; sum wants no 1/N.
         try kernels.crossEntropy(logits: logits.floats("crossEntropy"), targets: targets.ints("crossEntropy"), rows: n,
                                  classes: c, labelSmoothing: labelSmoothing, gradScale: reduction == .sum ? Float(n) : 1,
-                                 meanLoss: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"))
+                                 meanLoss: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"),
+                                 hits: hits?.ints("crossEntropy"))
         if reduction == .sum {
             try kernels.binary(.mul, out.floats("crossEntropy"), scalar: Float(n), into: out.floats("crossEntropy"))
         }
@@ -77,7 +82,8 @@ public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float 
         out = try Tensor.empty([n], on: logits.device)
         try kernels.crossEntropy(logits: logits.floats("crossEntropy"), targets: targets.ints("crossEntropy"), rows: n,
                                  classes: c, labelSmoothing: labelSmoothing, gradScale: Float(n),
-                                 rowLosses: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"))
+                                 rowLosses: out.floats("crossEntropy"), gradient: gradient?.floats("crossEntropy"),
+                                 hits: hits?.ints("crossEntropy"))
     }
     guard let gradient else { return out }
     return out.recorded([logits]) { g in
@@ -134,20 +140,27 @@ private func reduce(_ perSample: Tensor, _ reduction: Reduction) throws -> Tenso
 }
 
 extension Tensor {
-    /// Batch normalization of [N, C] over the batch, PyTorch's BatchNorm1d: in training it
+    /// Batch normalization over [N, C] or [N, C, ...] (PyTorch's BatchNorm1d and BatchNorm2d):
+    /// statistics per channel (axis 1) over the batch and every position after it. In training it
     /// normalizes by the batch mean and *biased* variance and updates `runningMean`/`runningVar`
     /// (the *unbiased* variance) in place with `momentum`; in eval it uses the running statistics.
     public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
                           training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) throws -> Tensor {
-        guard rank == 2 else { throw TensorError("batchNorm needs [N, C] input, got \(shape).") }
-        let (n, c) = (shape[0], shape[1])
+        guard rank >= 2 else { throw TensorError("batchNorm needs [N, C] or [N, C, ...] input, got \(shape).") }
+        let layout = BatchNormShape(samples: shape[0], channels: shape[1], spatial: count / (shape[0] * shape[1]))
+        let c = layout.channels
+        for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", runningMean), ("running_var", runningVar)] {
+            if let t, t.count != c {
+                throw TensorError("batchNorm: \(name) has \(t.count) elements but the input \(shape) has \(c) channels.")
+            }
+        }
         let out = try Tensor.empty(shape, on: device)
         let gamma = try weight?.floats("batchNorm"), beta = try bias?.floats("batchNorm")
         guard training else {
             guard let runningMean, let runningVar else {
                 throw TensorError("batchNorm in eval mode needs running statistics (track_running_stats).")
             }
-            try kernels.batchNormForwardInference(x: floats("batchNorm"), rows: n, features: c, gamma: gamma, beta: beta,
+            try kernels.batchNormForwardInference(x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta,
                                                   runningMean: runningMean.floats("batchNorm"),
                                                   runningVar: runningVar.floats("batchNorm"), eps: eps,
                                                   y: out.floats("batchNorm"))
@@ -156,11 +169,11 @@ extension Tensor {
                 throw TensorError("backward through batchNorm in eval mode is not supported; call train() first.")
             }
         }
-        guard n > 1 else {
-            throw TensorError("batchNorm in training needs more than 1 sample per feature, got input \(shape) (PyTorch raises too).")
+        guard layout.perChannel > 1 else {
+            throw TensorError("batchNorm in training needs more than 1 value per channel, got input \(shape) (PyTorch raises too).")
         }
         let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
-        try kernels.batchNormForwardTraining(x: floats("batchNorm"), rows: n, features: c, gamma: gamma, beta: beta,
+        try kernels.batchNormForwardTraining(x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta,
                                              runningMean: runningMean?.floats("batchNorm"),
                                              runningVar: runningVar?.floats("batchNorm"),
                                              hyper: BatchNormHyperparameters(eps: eps, momentum: momentum),
@@ -171,7 +184,7 @@ extension Tensor {
             let dx = try Tensor.empty(x.shape, on: x.device)
             let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
             let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }
-            try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: g.floats("batchNorm"), rows: n, features: c,
+            try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: g.floats("batchNorm"), shape: layout,
                                             gamma: gamma, saveMean: mean, saveInvstd: invstd, dx: dx.floats("batchNorm"),
                                             dgamma: dgamma?.floats("batchNorm"), dbeta: dbeta?.floats("batchNorm"))
             return [dx] + (weight == nil ? [] : [dgamma]) + (bias == nil ? [] : [dbeta])

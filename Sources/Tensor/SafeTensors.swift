@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnDevice
 
 /// A problem with a safetensors file: the message names the file and what is wrong.
@@ -43,7 +44,9 @@ public struct SafeTensor: Sendable, Equatable {
     }
 
     /// Elements in the tensor (1 for a scalar of shape []).
-    public var count: Int { shape.reduce(1, *) }
+    public var count: Int {
+        shape.reduce(1) { n, d in let (p, overflow) = n.multipliedReportingOverflow(by: d); return overflow ? Int.max : p }
+    }
 
     /// The values as Float, converting from F32, F64, F16, BF16 or any integer type.
     public func floats() -> [Float] {

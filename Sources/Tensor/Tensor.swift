@@ -40,8 +40,14 @@ public final class Tensor: @unchecked Sendable {
     let floatStorage: Buffer<Float>?
     let intStorage: Buffer<Int32>?
 
-    /// Whether operations on this tensor are recorded for `backward()`.
-    public var requiresGrad: Bool
+    /// Whether operations on this tensor are recorded for `backward()`. Setting it on a leaf makes
+    /// the tensor a parameter (`isParameter`); setting it back to false freezes the parameter.
+    public var requiresGrad: Bool {
+        didSet { if requiresGrad && node == nil { isParameter = true } }
+    }
+    /// Whether this is a parameter: a leaf that was made to require grad (a module's trainable
+    /// weight, frozen or not). A module saves its other tensors as buffers.
+    public internal(set) var isParameter = false
     /// The gradient accumulated by `backward()` (leaf tensors only, as in PyTorch).
     public internal(set) var grad: Tensor?
     /// How this tensor was made, when it was made by a recorded operation.
@@ -58,6 +64,7 @@ public final class Tensor: @unchecked Sendable {
         floatStorage = floats
         intStorage = nil
         self.requiresGrad = requiresGrad
+        isParameter = requiresGrad
     }
 
     init(shape: [Int], ints: Buffer<Int32>) {
@@ -70,7 +77,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     /// Number of elements.
-    public var count: Int { shape.reduce(1, *) }
+    public var count: Int { Tensor.elementCount(shape) }
     /// Number of axes.
     public var rank: Int { shape.count }
 
@@ -105,13 +112,23 @@ public final class Tensor: @unchecked Sendable {
         self.init(shape: shape, floats: try device.buffer(values), requiresGrad: requiresGrad)
     }
 
-    /// A float matrix from rows of equal length.
-    public convenience init(_ rows: [[Float]], on device: Device? = nil, requiresGrad: Bool = false) throws {
-        let cols = rows.first?.count ?? 0
-        guard rows.allSatisfy({ $0.count == cols }) else {
-            throw TensorError("Tensor(rows): rows have different lengths \(rows.map(\.count)).")
+    /// A float tensor from nested arrays of numbers (`Float`, `Double` or `Int`), its shape read
+    /// from the nesting (`torch.tensor`): `Tensor([[1, 2], [3, 4]])` is [2, 2], `Tensor(2.5)` is a
+    /// scalar of shape []. Throws for ragged or empty arrays.
+    ///
+    /// ```swift
+    /// let points = try Tensor([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])   // [3, 2]
+    /// let weights = try Tensor([1.0, 2.0] as [Double], requiresGrad: true)
+    /// ```
+    public convenience init<Values: TensorLiteral>(_ values: Values, on device: Device? = nil,
+                                                   requiresGrad: Bool = false) throws {
+        guard let shape = values.literalShape else {
+            throw TensorError("Tensor(...): the nested arrays are ragged or empty; every row of an axis needs the same, non-zero length.")
         }
-        try self.init(rows.flatMap { $0 }, shape: [rows.count, cols], on: device, requiresGrad: requiresGrad)
+        var flat: [Float] = []
+        flat.reserveCapacity(Tensor.elementCount(shape))
+        values.appendLiteralValues(to: &flat)
+        try self.init(flat, shape: shape, on: device, requiresGrad: requiresGrad)
     }
 
     /// An int32 tensor (class labels, indices). With `blocking: false` the upload is queued and
@@ -132,16 +149,31 @@ public final class Tensor: @unchecked Sendable {
         guard shape.allSatisfy({ $0 >= 1 }) else {
             throw TensorError("Shape \(shape) has an axis of size < 1; Kiln tensors hold at least one element per axis.")
         }
-        guard shape.reduce(1, *) == count else {
-            throw TensorError("Shape \(shape) holds \(shape.reduce(1, *)) elements but \(count) values were given.")
+        let elements = elementCount(shape)
+        guard elements <= Int(Int32.max) - 4096 else {
+            throw TensorError("Shape \(shape) has more elements than a device buffer can index (at most \(Int(Int32.max) - 4096)).")
         }
+        guard elements == count else {
+            throw TensorError("Shape \(shape) holds \(elements) elements but \(count) values were given.")
+        }
+    }
+
+    /// The number of elements of `shape`, saturating at `Int.max` instead of overflowing.
+    static func elementCount(_ shape: [Int]) -> Int {
+        var n = 1
+        for d in shape {
+            let (product, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { return Int.max }
+            n = product
+        }
+        return n
     }
 
     /// A float tensor from the pool whose elements are undefined until written (by a kernel, or
     /// `buffer.write`): no fill is enqueued.
     public static func empty(_ shape: [Int], on device: Device) throws -> Tensor {
-        try checkShape(shape, count: shape.reduce(1, *))
-        return Tensor(shape: shape, floats: try device.buffer(Float.self, count: shape.reduce(1, *)))
+        try checkShape(shape, count: elementCount(shape))
+        return Tensor(shape: shape, floats: try device.buffer(Float.self, count: elementCount(shape)))
     }
 
     /// A tensor of `shape` filled with `value`.
@@ -230,7 +262,7 @@ extension Tensor: CustomStringConvertible {
     public var description: String {
         guard let values = try? toArray() else { return "tensor(<unreadable>, shape \(shape), \(dtype.rawValue))" }
         func format(_ v: Float) -> String {
-            dtype == .int32 ? String(Int(v)) : (v == v.rounded() && abs(v) < 1e6 ? String(format: "%.1f", v) : String(format: "%.4g", v))
+            dtype == .int32 ? String(Int(v)) : (v == v.rounded() && Swift.abs(v) < 1e6 ? String(format: "%.1f", v) : String(format: "%.4g", v))
         }
         func nest(_ axis: Int, _ offset: Int) -> String {
             if axis == shape.count { return format(values[offset]) }
@@ -276,5 +308,48 @@ extension Tensor {
     /// The kernel library of this tensor's device.
     public var kernels: KernelLibrary {
         get throws { try KernelLibrary.shared(for: device) }
+    }
+}
+
+/// Numbers and nested arrays of numbers that `Tensor(_:)` takes: `Float`, `Double`, `Int`, and
+/// arrays of them to any depth.
+public protocol TensorLiteral {
+    /// The extents of the nesting ([] for a number), or nil when ragged or empty.
+    var literalShape: [Int]? { get }
+    /// Appends the numbers in row-major order.
+    func appendLiteralValues(to values: inout [Float])
+}
+
+extension Float: TensorLiteral {
+    /// A number is a scalar: shape [].
+    public var literalShape: [Int]? { [] }
+    /// Appends itself.
+    public func appendLiteralValues(to values: inout [Float]) { values.append(self) }
+}
+
+extension Double: TensorLiteral {
+    /// A number is a scalar: shape [].
+    public var literalShape: [Int]? { [] }
+    /// Appends itself, rounded to Float.
+    public func appendLiteralValues(to values: inout [Float]) { values.append(Float(self)) }
+}
+
+extension Int: TensorLiteral {
+    /// A number is a scalar: shape [].
+    public var literalShape: [Int]? { [] }
+    /// Appends itself as a Float.
+    public func appendLiteralValues(to values: inout [Float]) { values.append(Float(self)) }
+}
+
+extension Array: TensorLiteral where Element: TensorLiteral {
+    /// `[count] + ` the shape every element shares, or nil.
+    public var literalShape: [Int]? {
+        guard let inner = first?.literalShape else { return nil }
+        for element in dropFirst() where element.literalShape != inner { return nil }
+        return [count] + inner
+    }
+    /// Appends every element's numbers in order.
+    public func appendLiteralValues(to values: inout [Float]) {
+        for element in self { element.appendLiteralValues(to: &values) }
     }
 }

@@ -10,6 +10,11 @@ public protocol Callback: AnyObject {
     func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws
     /// After each optimizer step; `loss` is still on the device (reading it waits for the device).
     func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws
+    /// What this callback must remember across a resume (its best value so far, ...), as strings;
+    /// checkpoints store it in their metadata.
+    func checkpointState() -> [String: String]
+    /// Takes back what `checkpointState()` gave, when training resumes from a checkpoint.
+    func restore(checkpointState: [String: String]) throws
 }
 
 extension Callback {
@@ -23,6 +28,19 @@ extension Callback {
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {}
     /// Called after each optimizer step, `step` being `trainer.globalStep`; does nothing by default.
     public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws {}
+    /// Nothing to remember by default.
+    public func checkpointState() -> [String: String] { [:] }
+    /// Nothing to restore by default.
+    public func restore(checkpointState: [String: String]) throws {}
+}
+
+/// A number a callback saved in a checkpoint, checked to be finite.
+func restoredNumber(_ state: [String: String], _ key: String, _ owner: String) throws -> Double? {
+    guard let text = state[key] else { return nil }
+    guard let value = Double(text), value.isFinite else {
+        throw TrainingError("The checkpoint's \(key) (\(owner)) is \"\(text)\", not a finite number; the file is damaged.")
+    }
+    return value
 }
 
 /// Stops training when `monitor` has not improved by more than `minDelta` for `patience` epochs.
@@ -41,6 +59,22 @@ public final class EarlyStopping: Callback {
         self.patience = patience
         self.mode = mode ?? MetricMode.natural(for: monitor)
         self.minDelta = minDelta
+    }
+
+    /// The best value and the epochs waited, for a resume.
+    public func checkpointState() -> [String: String] {
+        var state = ["early_stopping_waited": String(waited)]
+        if let best { state["early_stopping_best"] = String(best) }
+        return state
+    }
+
+    /// Takes back the best value and the epochs waited.
+    public func restore(checkpointState state: [String: String]) throws {
+        best = try restoredNumber(state, "early_stopping_best", "EarlyStopping")
+        if let w = try restoredNumber(state, "early_stopping_waited", "EarlyStopping") {
+            guard w >= 0, w <= 1e9 else { throw TrainingError("The checkpoint's early_stopping_waited is \(w); it counts epochs.") }
+            waited = Int(w)
+        }
     }
 
     /// Compares `monitor` in `record` with the best so far and sets `trainer.shouldStop` once it has
@@ -82,22 +116,36 @@ public final class ModelCheckpoint: Callback {
         self.metadata = metadata
     }
 
+    /// The best value of `monitor` so far, for a resume.
+    public func checkpointState() -> [String: String] {
+        best.map { ["model_checkpoint_best": String($0), "model_checkpoint_monitor": monitor] } ?? [:]
+    }
+
+    /// Takes back the best value, so the first resumed epoch replaces `best.safetensors` only if
+    /// it beats every epoch before the resume.
+    public func restore(checkpointState state: [String: String]) throws {
+        guard state["model_checkpoint_monitor"] == monitor else { return }
+        best = try restoredNumber(state, "model_checkpoint_best", "ModelCheckpoint")
+    }
+
     /// Writes `last.safetensors`, and `best.safetensors` when `monitor` improved; both carry
-    /// `metadata` plus the epochs done, the step, the random state and the learning rate.
+    /// `metadata` plus the epochs done, the step, the random state, the learning rate and every
+    /// callback's `checkpointState()`.
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
         guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let improved = record.value(of: monitor).map { value in best.map { mode == .min ? value < $0 : value > $0 } ?? true } ?? false
+        if improved { best = record.value(of: monitor) }
         let random = RandomState.state
         var meta = metadata
+        for callback in trainer.callbacks { meta.merge(callback.checkpointState()) { _, new in new } }
         meta["epoch"] = String(epoch + 1)
         meta["step"] = String(trainer.globalStep)
         meta["rng_seed"] = String(random.seed)
         meta["rng_offset"] = String(random.offset)
         meta["learning_rate"] = String(optimizer.learningRate)
         try Checkpoint.save(model: model, optimizer: optimizer, metadata: meta, to: folder.appendingPathComponent("last.safetensors"))
-        if let value = record.value(of: monitor),
-           best.map({ mode == .min ? value < $0 : value > $0 }) ?? true {
-            best = value
+        if improved {
             try Checkpoint.saveModel(model, to: folder.appendingPathComponent("best.safetensors"), metadata: meta)
         }
     }

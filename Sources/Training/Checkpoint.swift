@@ -13,32 +13,52 @@ import KilnTensor
 ///
 /// Files are written to a temporary name and renamed: a crash never leaves half a file.
 public enum Checkpoint {
-    /// Writes `model`'s state dict (and `metadata`) to `url`.
-    public static func saveModel(_ model: any Module, to url: URL, metadata: [String: String] = [:]) throws {
+    /// Writes `model`'s state dict (and `metadata`) to `url`. Throws when the model holds no
+    /// tensors (a file of nothing would load into anything).
+    public static func saveModel(_ model: Module, to url: URL, metadata: [String: String] = [:]) throws {
         var file = SafeTensorsFile(metadata: metadata)
-        for (name, tensor) in model.stateDict() { file.tensors[name] = try safeTensor(tensor) }
+        for (name, tensor) in try nonEmptyStateDict(model) { file.tensors[name] = try safeTensor(tensor) }
         try file.write(to: url)
+    }
+
+    /// The model's state dict, or an error saying why it is empty.
+    static func nonEmptyStateDict(_ model: Module) throws -> [String: Tensor] {
+        let state = model.stateDict()
+        guard !state.isEmpty else {
+            throw TrainingError("\(model.typeName) has no parameters or buffers to save. A Module finds them in its stored properties (Tensors, sub-modules, and arrays of them); check that the layers are held in properties.")
+        }
+        return state
+    }
+
+    /// Writes `model`'s state dict to the file at `path` (`torch.save(model.state_dict(), path)`).
+    public static func saveModel(_ model: Module, to path: String, metadata: [String: String] = [:]) throws {
+        try saveModel(model, to: URL(fileURLWithPath: path), metadata: metadata)
+    }
+
+    /// Loads the model file at `path` into `model` (`model.load_state_dict(torch.load(path))`).
+    public static func loadModel(_ model: Module, from path: String, device: Device? = nil) throws {
+        try loadModel(model, from: URL(fileURLWithPath: path), device: device)
     }
 
     /// Loads a model file (Kiln's or PyTorch's `save_file` of a `state_dict`) into `model`.
     /// Throws naming missing, unexpected or mismatched keys, or what is wrong with the file.
-    public static func loadModel(_ model: any Module, from url: URL, device: Device? = nil) throws {
+    public static func loadModel(_ model: Module, from url: URL, device: Device? = nil) throws {
         let file = try SafeTensorsFile(contentsOf: url)
         let device = try device ?? model.parameters.first?.device ?? Tensor.defaultDevice()
         try model.load(stateDict: tensors(file.tensors, on: device))
     }
 
     /// Writes model, optimizer state and `metadata` (epoch, step, random state, ...) to `url`.
-    public static func save(model: any Module, optimizer: Optimizer, metadata: [String: String], to url: URL) throws {
+    public static func save(model: Module, optimizer: Optimizer, metadata: [String: String], to url: URL) throws {
         var file = SafeTensorsFile(metadata: metadata)
-        for (name, tensor) in model.stateDict() { file.tensors[name] = try safeTensor(tensor) }
+        for (name, tensor) in try nonEmptyStateDict(model) { file.tensors[name] = try safeTensor(tensor) }
         for (name, tensor) in try optimizer.stateDict() { file.tensors["optimizer." + name] = try safeTensor(tensor) }
         try file.write(to: url)
     }
 
     /// Restores model and optimizer from a checkpoint written by `save`; returns its metadata.
     @discardableResult
-    public static func load(model: any Module, optimizer: Optimizer, from url: URL) throws -> [String: String] {
+    public static func load(model: Module, optimizer: Optimizer, from url: URL) throws -> [String: String] {
         let file = try SafeTensorsFile(contentsOf: url)
         let device = try model.parameters.first?.device ?? Tensor.defaultDevice()
         let all = try tensors(file.tensors, on: device)

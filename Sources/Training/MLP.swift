@@ -1,5 +1,6 @@
 import Foundation
 import KilnDevice
+import KilnKernels
 import KilnLayers
 import KilnTensor
 
@@ -7,9 +8,6 @@ import KilnTensor
 /// model files record in their metadata (`kiln_architecture`), so `evaluate` and `predict` can
 /// rebuild it.
 public struct MLPSpec: Codable, Sendable, Equatable {
-    /// The activation between layers.
-    public enum ActivationKind: String, Codable, Sendable, CaseIterable { case relu, gelu, tanh, sigmoid }
-
     /// Input features (784, the default, for flattened 28×28 images).
     public var inputs: Int
     /// The widths of the hidden layers, in order (default [256, 128]).
@@ -17,14 +15,14 @@ public struct MLPSpec: Codable, Sendable, Equatable {
     /// Output logits, one per class (default 10).
     public var classes: Int
     /// The activation after each hidden layer (default `.relu`).
-    public var activation: ActivationKind
+    public var activation: Activation
     /// Whether each hidden `Linear` is followed by a `BatchNorm1d` (default false).
     public var batchNorm: Bool
     /// The `Dropout` probability after each hidden activation (0, the default: no dropout layers).
     public var dropout: Float
 
     /// A spec; the defaults describe 784 → 256 → 128 → 10 with ReLU, no batch norm and no dropout.
-    public init(inputs: Int = 784, hidden: [Int] = [256, 128], classes: Int = 10, activation: ActivationKind = .relu,
+    public init(inputs: Int = 784, hidden: [Int] = [256, 128], classes: Int = 10, activation: Activation = .relu,
                 batchNorm: Bool = false, dropout: Float = 0) {
         self.inputs = inputs; self.hidden = hidden; self.classes = classes
         self.activation = activation; self.batchNorm = batchNorm; self.dropout = dropout
@@ -41,17 +39,12 @@ public struct MLPSpec: Codable, Sendable, Equatable {
         }
         let device = try device ?? Tensor.defaultDevice()
         return try Tensor.withDevice(device) {
-            var layers: [any Module] = []
+            var layers: [Module] = []
             var width = inputs
             for size in hidden {
                 layers.append(try Linear(width, size))
                 if batchNorm { layers.append(try BatchNorm1d(size)) }
-                switch activation {
-                case .relu: layers.append(ReLU())
-                case .gelu: layers.append(GELU())
-                case .tanh: layers.append(Tanh())
-                case .sigmoid: layers.append(Sigmoid())
-                }
+                layers.append(ActivationLayer.make(activation))
                 if dropout > 0 { layers.append(try Dropout(dropout)) }
                 width = size
             }

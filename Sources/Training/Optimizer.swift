@@ -3,10 +3,14 @@ import KilnKernels
 import KilnTensor
 
 /// The shared part of every optimizer: the parameters, the learning rate, per-parameter state on
-/// the device, `step()` and `zeroGrad()`. A subclass says only how one parameter is updated.
+/// the device, `step()` and `zeroGrad()`. A subclass says only how one parameter is updated
+/// (`update(_:grad:index:)`), keeping what it needs between steps in `stateTensor(_:for:)`, which
+/// checkpoints save and restore. Parameters that do not require grad (frozen) are left alone.
 ///
 /// ```swift
-/// let optimizer = Adam(model.parameters, lr: 1e-3)
+/// let model = Sequential(try Linear(4, 2))
+/// let optimizer = try Adam(model.parameters, lr: 1e-3)
+/// let loss = try model(Tensor.ones([3, 4])).sum()
 /// optimizer.zeroGrad()
 /// try loss.backward()
 /// try optimizer.step()
@@ -22,18 +26,34 @@ open class Optimizer {
     public internal(set) var steps: [Int]
 
     /// Holds `parameters` and the learning rate; state and step counts start empty. Subclasses
-    /// call it from their own `init`.
-    public init(_ parameters: [Tensor], learningRate: Float) {
+    /// call it from their own `init`. Throws when there are no parameters (a custom module whose
+    /// tensors were not found would otherwise train nothing, silently) or the rate is negative.
+    public init(_ parameters: [Tensor], learningRate: Float) throws {
+        let name = String(describing: Self.self)
+        guard !parameters.isEmpty else {
+            throw TensorError("\(name): no parameters to optimize. A Module finds them in its stored properties (Tensors made with requiresGrad: true, and sub-modules); check that the model holds its layers in properties.")
+        }
+        guard parameters.allSatisfy({ $0.dtype == .float32 }) else {
+            throw TensorError("\(name): every parameter must be a float32 tensor.")
+        }
+        try Optimizer.check(learningRate, "learning rate", name)
         self.parameters = parameters
         self.learningRate = learningRate
         state = Array(repeating: [:], count: parameters.count)
         steps = Array(repeating: 0, count: parameters.count)
     }
 
-    /// Updates every parameter that has a gradient (one kernel each).
-    public func step() throws {
+    /// Checks that a hyperparameter is finite and non-negative (PyTorch raises for these too).
+    static func check(_ value: Float, _ what: String, _ optimizer: String, below limit: Float? = nil) throws {
+        guard value.isFinite, value >= 0, limit.map({ value < $0 }) ?? true else {
+            throw TensorError("\(optimizer): invalid \(what) \(value); it must be \(limit.map { "in [0, \($0))" } ?? "finite and ≥ 0").")
+        }
+    }
+
+    /// Updates every trainable parameter that has a gradient (one kernel each).
+    open func step() throws {
         for (i, parameter) in parameters.enumerated() {
-            guard let grad = parameter.grad else { continue }
+            guard parameter.requiresGrad, let grad = parameter.grad else { continue }
             steps[i] += 1
             try update(parameter, grad: grad, index: i)
         }
@@ -49,8 +69,13 @@ open class Optimizer {
         throw TensorError("\(type(of: self)) does not implement update(_:grad:index:).")
     }
 
-    /// The state tensor `name` of parameter `index`, zero-filled on first use.
-    func buffer(_ name: String, _ index: Int) throws -> Tensor {
+    /// The state tensor `name` of parameter `index` (PyTorch's `state[p][name]`: a momentum, a
+    /// moving average), zero-filled on first use, saved and restored with checkpoints. Optimizers
+    /// written outside Kiln keep their state here too.
+    public func stateTensor(_ name: String, for index: Int) throws -> Tensor {
+        guard parameters.indices.contains(index) else {
+            throw TensorError("\(type(of: self)).stateTensor: no parameter \(index) (there are \(parameters.count)).")
+        }
         if let existing = state[index][name] { return existing }
         let made = try Tensor.zeros(parameters[index].shape, on: parameters[index].device)
         state[index][name] = made
@@ -77,7 +102,11 @@ open class Optimizer {
                 throw TensorError("Optimizer.load(stateDict:): unexpected key \(key).")
             }
             if parts[2] == "step" {
-                newSteps[i] = Int(try tensor.item())
+                let value = try tensor.item()
+                guard value.isFinite, value >= 0, value <= 1e15, value == value.rounded() else {
+                    throw TensorError("Optimizer.load(stateDict:): \(key) is \(value); a step count is a whole number ≥ 0.")
+                }
+                newSteps[i] = Int(value)
             } else {
                 guard tensor.shape == parameters[i].shape else {
                     throw TensorError("Optimizer.load(stateDict:): \(key) has shape \(tensor.shape) but parameter \(i) has \(parameters[i].shape).")
@@ -105,14 +134,17 @@ public final class SGD: Optimizer {
         guard !nesterov || (momentum > 0 && dampening == 0) else {
             throw TensorError("SGD: Nesterov momentum requires a momentum and zero dampening.")
         }
+        try Optimizer.check(momentum, "momentum", "SGD")
+        try Optimizer.check(dampening, "dampening", "SGD")
+        try Optimizer.check(weightDecay, "weight decay", "SGD")
         self.momentum = momentum; self.dampening = dampening; self.nesterov = nesterov; self.weightDecay = weightDecay
-        super.init(parameters, learningRate: lr)
+        try super.init(parameters, learningRate: lr)
     }
 
     /// One SGD step of `parameter`, in one kernel.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let first = state[index]["momentum_buffer"] == nil
-        let buffer = momentum != 0 ? try self.buffer("momentum_buffer", index) : nil
+        let buffer = momentum != 0 ? try stateTensor("momentum_buffer", for: index) : nil
         try parameter.kernels.sgdStep(
             param: parameter.buffer, grad: grad.buffer, momentumBuffer: buffer?.buffer,
             hyper: SGDHyperparameters(lr: learningRate, momentum: momentum, dampening: dampening, nesterov: nesterov,
@@ -128,16 +160,21 @@ public class Adam: Optimizer {
     let decoupled: Bool
 
     /// `torch.optim.Adam(params, lr, betas, eps, weight_decay)`, with PyTorch's defaults
-    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
-    public init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
-                weightDecay: Float = 0) {
-        beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; decoupled = false
-        super.init(parameters, learningRate: lr)
+    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay). Throws for no parameters or a
+    /// value out of range (betas in [0, 1), the rest ≥ 0).
+    public convenience init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999),
+                            eps: Float = 1e-8, weightDecay: Float = 0) throws {
+        try self.init(parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: false)
     }
 
-    init(_ parameters: [Tensor], lr: Float, betas: (Float, Float), eps: Float, weightDecay: Float, decoupled: Bool) {
+    init(_ parameters: [Tensor], lr: Float, betas: (Float, Float), eps: Float, weightDecay: Float, decoupled: Bool) throws {
+        let name = decoupled ? "AdamW" : "Adam"
+        try Optimizer.check(betas.0, "beta1", name, below: 1)
+        try Optimizer.check(betas.1, "beta2", name, below: 1)
+        try Optimizer.check(eps, "eps", name)
+        try Optimizer.check(weightDecay, "weight decay", name)
         beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; self.decoupled = decoupled
-        super.init(parameters, learningRate: lr)
+        try super.init(parameters, learningRate: lr)
     }
 
     /// Updates every parameter with a gradient, those with equal step counts together in a few launches.
@@ -145,10 +182,11 @@ public class Adam: Optimizer {
         var byStep: [Int: [(param: Buffer<Float>, grad: Buffer<Float>, expAvg: Buffer<Float>, expAvgSq: Buffer<Float>)]] = [:]
         var first: Tensor?
         for (i, parameter) in parameters.enumerated() {
-            guard let grad = parameter.grad else { continue }
+            guard parameter.requiresGrad, let grad = parameter.grad else { continue }
             steps[i] += 1
-            byStep[steps[i], default: []].append((try parameter.buffer, try grad.buffer, try buffer("exp_avg", i).buffer,
-                                                  try buffer("exp_avg_sq", i).buffer))
+            byStep[steps[i], default: []].append((try parameter.buffer, try grad.buffer,
+                                                  try stateTensor("exp_avg", for: i).buffer,
+                                                  try stateTensor("exp_avg_sq", for: i).buffer))
             first = first ?? parameter
         }
         guard let kernels = try first?.kernels else { return }
@@ -161,7 +199,7 @@ public class Adam: Optimizer {
     /// One Adam (or AdamW) step of `parameter` alone; `step()` updates many in fewer launches.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         let hyper = AdamHyperparameters(lr: learningRate, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
-        let m = try buffer("exp_avg", index), v = try buffer("exp_avg_sq", index)
+        let m = try stateTensor("exp_avg", for: index), v = try stateTensor("exp_avg_sq", for: index)
         if decoupled {
             try parameter.kernels.adamWStep(param: parameter.buffer, grad: grad.buffer, expAvg: m.buffer,
                                             expAvgSq: v.buffer, step: steps[index], hyper: hyper)
@@ -175,10 +213,10 @@ public class Adam: Optimizer {
 /// AdamW: Adam with decoupled weight decay (default 0.01, as in PyTorch).
 public final class AdamW: Adam {
     /// `torch.optim.AdamW(params, lr, betas, eps, weight_decay)`, with PyTorch's defaults
-    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01).
-    public override init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
-                weightDecay: Float = 0.01) {
-        super.init(parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
+    /// (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01). Throws as `Adam` does.
+    public init(_ parameters: [Tensor], lr: Float = 1e-3, betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
+                weightDecay: Float = 0.01) throws {
+        try super.init(parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
     }
 }
 
@@ -189,17 +227,21 @@ public final class RMSprop: Optimizer {
 
     /// `torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered)`, with
     /// PyTorch's defaults (lr 1e-2, alpha 0.99, eps 1e-8, no weight decay or momentum, not centered).
+    /// Throws for no parameters or a negative value.
     public init(_ parameters: [Tensor], lr: Float = 1e-2, alpha: Float = 0.99, eps: Float = 1e-8,
-                weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) {
+                weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) throws {
+        for (value, what) in [(alpha, "alpha"), (eps, "eps"), (weightDecay, "weight decay"), (momentum, "momentum")] {
+            try Optimizer.check(value, what, "RMSprop")
+        }
         self.alpha = alpha; self.eps = eps; self.weightDecay = weightDecay; self.momentum = momentum; self.centered = centered
-        super.init(parameters, learningRate: lr)
+        try super.init(parameters, learningRate: lr)
     }
 
     /// One RMSprop step of `parameter`, in one kernel.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
-        let squareAvg = try buffer("square_avg", index)
-        let momentumBuffer = momentum > 0 ? try buffer("momentum_buffer", index) : nil
-        let gradAvg = centered ? try buffer("grad_avg", index) : nil
+        let squareAvg = try stateTensor("square_avg", for: index)
+        let momentumBuffer = momentum > 0 ? try stateTensor("momentum_buffer", for: index) : nil
+        let gradAvg = centered ? try stateTensor("grad_avg", for: index) : nil
         try parameter.kernels.rmspropStep(
             param: parameter.buffer, grad: grad.buffer, squareAvg: squareAvg.buffer,
             momentumBuffer: momentumBuffer?.buffer, gradAvg: gradAvg?.buffer,

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnDevice
 import KilnKernels
 import KilnLayers
@@ -31,8 +32,11 @@ public struct TrainingError: Error, CustomStringConvertible, Sendable {
 /// the device runs ahead of the host.
 ///
 /// ```swift
+/// let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
+/// let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
+/// let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
 /// let trainer = Trainer(maxEpochs: 10, callbacks: [EarlyStopping(monitor: "val_loss", patience: 3)])
-/// let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: Adam(model.parameters),
+/// let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try Adam(model.parameters),
 ///                               train: trainLoader, validation: testLoader)
 /// ```
 public final class Trainer {
@@ -60,7 +64,7 @@ public final class Trainer {
     /// The optimizer of the current `fit` (schedulers adjust its learning rate).
     public internal(set) var optimizer: Optimizer?
     /// The model of the current `fit` (checkpoint callbacks save it).
-    public internal(set) var model: (any Module)?
+    public internal(set) var model: (Module)?
 
     /// A trainer for up to `maxEpochs` epochs that reads the loss back every `logEvery` steps
     /// (default 50, at least 1) and writes reports to `outputFolder` when one is given.
@@ -73,7 +77,7 @@ public final class Trainer {
 
     /// Trains `model` for the remaining epochs (from `startEpoch`, for a resumed run) and returns the history.
     @discardableResult
-    public func fit(model: any Module, loss: any Loss, optimizer: Optimizer, train: any BatchSource,
+    public func fit(model: Module, loss: any Loss, optimizer: Optimizer, train: any BatchSource,
                     validation: (any BatchSource)? = nil, startEpoch: Int = 0) throws -> History {
         self.model = model
         self.optimizer = optimizer
@@ -84,9 +88,10 @@ public final class Trainer {
             currentEpoch = epoch
             for callback in callbacks { try callback.epochStart(self, epoch: epoch) }
             let start = DispatchTime.now().uptimeNanoseconds
-            let trainLoss = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train, epoch: epoch)
+            let (trainLoss, trainAccuracy) = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train,
+                                                            epoch: epoch)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            var record = EpochRecord(epoch: epoch + 1, trainLoss: trainLoss, trainAccuracy: nil, validationLoss: nil,
+            var record = EpochRecord(epoch: epoch + 1, trainLoss: trainLoss, trainAccuracy: trainAccuracy, validationLoss: nil,
                                      validationAccuracy: nil, seconds: seconds,
                                      samplesPerSecond: Double(train.sampleCount) / max(seconds, 1e-9),
                                      learningRate: Double(optimizer.learningRate))
@@ -109,11 +114,15 @@ public final class Trainer {
     /// `optimizer`, with the step count, learning rate and random state, and keeps the history of
     /// the epochs before it when `historyFile` holds one. Returns the epoch to continue from, for
     /// `fit(startEpoch:)`; the run then continues exactly as if it had not stopped.
-    public func restore(from checkpoint: URL, model: any Module, optimizer: Optimizer, historyFile: URL? = nil) throws -> Int {
+    public func restore(from checkpoint: URL, model: Module, optimizer: Optimizer, historyFile: URL? = nil) throws -> Int {
         let meta = try Checkpoint.load(model: model, optimizer: optimizer, from: checkpoint)
         guard let epoch = meta["epoch"].flatMap(Int.init), let step = meta["step"].flatMap(Int.init) else {
             throw TrainingError("\(checkpoint.path) is a model file, not a training checkpoint (no epoch and step); resume from last.safetensors.")
         }
+        guard epoch >= 0, step >= 0, step < Int(Int32.max) else {
+            throw TrainingError("\(checkpoint.path) records epoch \(epoch) and step \(step); both must be ≥ 0. The file is damaged.")
+        }
+        for callback in callbacks { try callback.restore(checkpointState: meta) }
         globalStep = step
         if let seed = meta["rng_seed"].flatMap(UInt64.init), let offset = meta["rng_offset"].flatMap(UInt64.init) {
             RandomState.state = (seed, offset)
@@ -126,16 +135,36 @@ public final class Trainer {
     }
 
     /// One epoch of training (no validation, no callbacks' epoch events); returns the mean batch
-    /// loss. `fit` calls it; benchmarks call it to time an epoch alone.
-    public func trainEpoch(model: any Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
-                    epoch: Int) throws -> Double {
+    /// loss and, for class targets, the fraction of training samples the model classified correctly
+    /// as it trained (counted on the device inside the cross-entropy kernel, read once at the end).
+    /// `fit` calls it; benchmarks call it to time an epoch alone.
+    @discardableResult
+    public func trainEpoch(model: Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
+                           epoch: Int) throws -> (loss: Double, accuracy: Double?) {
         model.train()
         var lossSum: Tensor?
-        var batches = 0
+        var batches = 0, samples = 0
+        var hits: [Tensor] = []   // per-position counters; a new one when a batch outgrows the last
         let start = DispatchTime.now().uptimeNanoseconds
         try data.forEachBatch(epoch: epoch) { input, target in
             optimizer.zeroGrad()
-            let loss = try lossFunction(try model(input), target)
+            let output = try model(input)
+            let counting = target.dtype == .int32 && output.rank == 2 && output.shape[0] == target.count
+            if counting, (hits.last?.count ?? 0) < target.count {
+                hits.append(try Tensor(labels: Array(repeating: 0, count: target.count), on: output.device, blocking: false))
+            }
+            let loss: Tensor
+            if counting, let counter = hits.last {
+                samples += target.count
+                if let classification = lossFunction as? CrossEntropyLoss {
+                    loss = try classification(output, target, countingHitsInto: counter)
+                } else {
+                    loss = try lossFunction(output, target)
+                    _ = try withNoGrad { try crossEntropy(logits: output, targets: target, reduction: .none, hits: counter) }
+                }
+            } else {
+                loss = try lossFunction(output, target)
+            }
             try loss.backward()
             try optimizer.step()
             globalStep += 1
@@ -157,7 +186,15 @@ public final class Trainer {
         }
         if progressBar { print("\r\u{1B}[2K", terminator: "") }
         guard let sum = lossSum else { throw TrainingError("The training data has no batches.") }
-        return try checkedMean(sum, batches)
+        let mean = try checkedMean(sum, batches)
+        guard samples > 0 else { return (mean, nil) }
+        var correct = 0
+        for counter in hits {
+            let total = try Tensor(labels: [0], on: counter.device)
+            try counter.kernels.sumInts(counter.intBuffer, into: total.intBuffer)
+            correct += try total.toIntArray()[0]
+        }
+        return (mean, Double(correct) / Double(samples))
     }
 
     /// Reads the summed loss and stops training with a clear message when it is not finite.
@@ -171,7 +208,7 @@ public final class Trainer {
 
     /// Mean loss and accuracy of `model` over `data`, in eval mode and without recording gradients.
     /// Accuracy counts argmax hits for class targets (nil for other targets).
-    public func evaluate(model: any Module, loss lossFunction: any Loss, data: any BatchSource) throws
+    public func evaluate(model: Module, loss lossFunction: any Loss, data: any BatchSource) throws
         -> (loss: Double, accuracy: Double?) {
         model.eval()
         defer { model.train() }
@@ -200,7 +237,7 @@ public final class Trainer {
     }
 
     /// Class predictions and probabilities (softmax of the model's output) for every sample of `data`.
-    public func predict(model: any Module, data: any BatchSource) throws -> (classes: [Int], probabilities: [[Float]]) {
+    public func predict(model: Module, data: any BatchSource) throws -> (classes: [Int], probabilities: [[Float]]) {
         model.eval()
         defer { model.train() }
         var classes: [Int] = [], probabilities: [[Float]] = []
@@ -229,6 +266,7 @@ public final class Trainer {
 
     static func describe(_ r: EpochRecord, of total: Int) -> String {
         var line = "epoch \(r.epoch)/\(total)  train_loss \(String(format: "%.4f", r.trainLoss))"
+        if let a = r.trainAccuracy { line += "  train_acc \(String(format: "%.2f%%", a * 100))" }
         if let v = r.validationLoss { line += "  val_loss \(String(format: "%.4f", v))" }
         if let a = r.validationAccuracy { line += "  val_acc \(String(format: "%.2f%%", a * 100))" }
         line += "  \(String(format: "%.2f", r.seconds)) s  \(Int(r.samplesPerSecond)) samples/s"

@@ -4,27 +4,29 @@ import KilnKernels
 import KilnTestSupport
 import Testing
 
-/// Batch norm over x[n, c] on the host in double, two-pass: the reference of the kernels.
+/// Batch norm over x[n, c, s] (s = 1: [n, c]) on the host in double, two-pass, statistics per
+/// channel over n and s: the reference of the kernels.
 struct BatchNormReference {
-    let n: Int, c: Int
+    let n: Int, c: Int, s: Int
     let mean: [Double], variance: [Double], invstd: [Double]
     /// Two roundings of a float mean: the device's mean can be off by this much (it only matters
     /// when |mean| >> std, where x - mean then carries it into everything after).
     let meanRounding: [Double]
     let y: [Double]
 
-    init(x: [Float], n: Int, c: Int, gamma: [Float]?, beta: [Float]?, eps: Float) {
-        self.n = n; self.c = c
+    init(x: [Float], n: Int, c: Int, s: Int = 1, gamma: [Float]?, beta: [Float]?, eps: Float) {
+        self.n = n; self.c = c; self.s = s
+        let m = Double(n * s)
         var mean = [Double](repeating: 0, count: c), variance = [Double](repeating: 0, count: c)
-        for r in 0..<n { for f in 0..<c { mean[f] += Double(x[r * c + f]) } }
-        for f in 0..<c { mean[f] /= Double(n) }
-        for r in 0..<n { for f in 0..<c { let d = Double(x[r * c + f]) - mean[f]; variance[f] += d * d } }
-        for f in 0..<c { variance[f] /= Double(n) }
+        for i in 0..<n * c * s { mean[(i / s) % c] += Double(x[i]) }
+        for f in 0..<c { mean[f] /= m }
+        for i in 0..<n * c * s { let d = Double(x[i]) - mean[(i / s) % c]; variance[(i / s) % c] += d * d }
+        for f in 0..<c { variance[f] /= m }
         let invstd = variance.map { 1 / ($0 + Double(eps)).squareRoot() }
         self.mean = mean; self.variance = variance; self.invstd = invstd
         meanRounding = mean.map { 2 * Double(Float($0).ulp) }
-        y = (0..<n * c).map { i in
-            let f = i % c
+        y = (0..<n * c * s).map { i in
+            let f = (i / s) % c
             let xhat = (Double(x[i]) - mean[f]) * invstd[f]
             return xhat * Double(gamma?[f] ?? 1) + Double(beta?[f] ?? 0)
         }
@@ -37,20 +39,21 @@ struct BatchNormReference {
                                                                  dxTerms: [Double], dgammaTerms: [Double], dbetaTerms: [Double],
                                                                  dxMeanError: [Double], dgammaMeanError: [Double]) {
         var sdy = [Double](repeating: 0, count: c), sdyxhat = sdy, dgammaTerms = sdy, dbetaTerms = sdy
-        for i in 0..<n * c {
-            let f = i % c, xhat = (Double(x[i]) - mean[f]) * invstd[f]
+        let m = Double(n * s)
+        for i in 0..<n * c * s {
+            let f = (i / s) % c, xhat = (Double(x[i]) - mean[f]) * invstd[f]
             sdy[f] += Double(dy[i])
             sdyxhat[f] += Double(dy[i]) * xhat
             dbetaTerms[f] += abs(Double(dy[i]))
             dgammaTerms[f] += abs(Double(dy[i]) * xhat)
         }
         var dx = [Double](), dxTerms = [Double](), dxMeanError = [Double]()
-        for i in 0..<n * c {
-            let f = i % c, xhat = (Double(x[i]) - mean[f]) * invstd[f], k = Double(gamma?[f] ?? 1) * invstd[f]
-            dx.append(k / Double(n) * (Double(n) * Double(dy[i]) - sdy[f] - xhat * sdyxhat[f]))
-            dxTerms.append(abs(k) * (abs(Double(dy[i])) + abs(sdy[f]) / Double(n) + abs(xhat * sdyxhat[f]) / Double(n)))
+        for i in 0..<n * c * s {
+            let f = (i / s) % c, xhat = (Double(x[i]) - mean[f]) * invstd[f], k = Double(gamma?[f] ?? 1) * invstd[f]
+            dx.append(k / m * (m * Double(dy[i]) - sdy[f] - xhat * sdyxhat[f]))
+            dxTerms.append(abs(k) * (abs(Double(dy[i])) + abs(sdy[f]) / m + abs(xhat * sdyxhat[f]) / m))
             // The rounded mean shifts x - mean, and sum dy * xhat by invstd * error * sum dy.
-            dxMeanError.append(meanRounding[f] * abs(k) * invstd[f] * (abs(sdyxhat[f]) + abs(xhat * sdy[f])) / Double(n))
+            dxMeanError.append(meanRounding[f] * abs(k) * invstd[f] * (abs(sdyxhat[f]) + abs(xhat * sdy[f])) / m)
         }
         let dgammaMeanError = (0..<c).map { meanRounding[$0] * invstd[$0] * abs(sdy[$0]) }
         return (dx, sdyxhat, sdy, dxTerms, dgammaTerms, dbetaTerms, dxMeanError, dgammaMeanError)
@@ -70,21 +73,19 @@ func expectCloseAllowing(_ actual: [Float], _ expected: [Double], rtol: Double, 
     }
 }
 
-/// Shapes [n, c] from the awkward sizes: partial 16-feature blocks, several 256-row chunks.
+/// Shapes [n, c] from the awkward sizes: partial vector blocks, several 256-row chunks.
 let batchNormShapes: [(Int, Int)] = [(7, 13), (13, 1), (64, 31), (129, 7), (257, 64), (1000, 13), (31, 129), (2, 1000)]
 
-/// A library built with `-DKILN_GPU` for the test device, to exercise the GPU code paths (local
-/// memory trees, one item per element) on PoCL too.
+/// Shapes [n, c, s] of BatchNorm2d (s = H·W): positions that are and are not a multiple of the
+/// vector width, chunks of one and of many samples.
+let batchNorm2dShapes: [(Int, Int, Int)] = [(2, 3, 49), (5, 4, 16), (17, 5, 13), (3, 1, 784), (129, 7, 3), (64, 8, 196)]
+
+/// A library built for the GPU path (`KILN_GPU`: local-memory trees, one element per work-item)
+/// on the test device, so those kernels are checked on PoCL too.
 enum GPUPathLibrary {
     static let shared: Result<KernelLibrary, any Error>? = {
         guard let device = TestDevice.shared else { return nil }
-        var config = KernelConfig(for: device.info)
-        config.defines["KILN_CPU"] = nil
-        config.defines["KILN_GPU"] = 1
-        if config.defines["KILN_VEC"] != nil { config.defines["KILN_VEC"] = 1 }
-        config.treeReductions = true
-        config.elementwiseGroup = 256
-        return Result { try KernelLibrary(device: device, config: config) }
+        return Result { try KernelLibrary(device: device, config: KernelConfig(for: device.info, kind: .gpu)) }
     }()
 
     static func get() throws -> KernelLibrary {
@@ -94,22 +95,26 @@ enum GPUPathLibrary {
 
 /// Runs training forward (with running statistics), eval forward and backward on `kernels` and
 /// checks all against the double reference.
-func checkBatchNorm(_ kernels: KernelLibrary, n: Int, c: Int, xs: [Float], affine: Bool, what: String) throws {
+func checkBatchNorm(_ kernels: KernelLibrary, n: Int, c: Int, s: Int = 1, xs: [Float], affine: Bool, what: String) throws {
     let device = kernels.device
+    let shape = BatchNormShape(samples: n, channels: c, spatial: s)
     let gammaValues = affine ? randomFloats(c, in: 0.5...1.5, seed: 21) : nil
     let betaValues = affine ? randomFloats(c, seed: 22) : nil
     let runMean0 = randomFloats(c, seed: 23), runVar0 = randomFloats(c, in: 0.5...2, seed: 24)
     let hyper = BatchNormHyperparameters(eps: 1e-5, momentum: 0.1)
-    let x = try device.buffer(xs), y = try device.buffer(Float.self, count: n * c)
+    let x = try device.buffer(xs), y = try device.buffer(Float.self, count: n * c * s)
     let gamma = try gammaValues.map { try device.buffer($0) }, beta = try betaValues.map { try device.buffer($0) }
     let runMean = try device.buffer(runMean0), runVar = try device.buffer(runVar0)
     let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
-    let ref = BatchNormReference(x: xs, n: n, c: c, gamma: gammaValues, beta: betaValues, eps: hyper.eps)
+    let ref = BatchNormReference(x: xs, n: n, c: c, s: s, gamma: gammaValues, beta: betaValues, eps: hyper.eps)
 
-    try kernels.batchNormForwardTraining(x: x, rows: n, features: c, gamma: gamma, beta: beta, runningMean: runMean,
+    try kernels.batchNormForwardTraining(x: x, shape: shape, gamma: gamma, beta: beta, runningMean: runMean,
                                          runningVar: runVar, hyper: hyper, y: y, saveMean: mean, saveInvstd: invstd)
     let ys = try y.toArray()
-    let yAllowance = (0..<n * c).map { 2e-5 + ref.meanRounding[$0 % c] * abs(Double(gammaValues?[$0 % c] ?? 1)) * ref.invstd[$0 % c] }
+    let yAllowance = (0..<n * c * s).map { i -> Double in
+        let f = (i / s) % c
+        return 2e-5 + ref.meanRounding[f] * abs(Double(gammaValues?[f] ?? 1)) * ref.invstd[f]
+    }
     expectCloseAllowing(ys, ref.y, rtol: 1e-4, allowance: yAllowance, "\(what): y")
     #expect(ys.allSatisfy { $0.isFinite }, "\(what): y finite")
     expectCloseAllowing(try mean.toArray(), ref.mean, rtol: 1e-5, allowance: ref.meanRounding.map { $0 + 1e-6 },
@@ -118,27 +123,27 @@ func checkBatchNorm(_ kernels: KernelLibrary, n: Int, c: Int, xs: [Float], affin
     // PyTorch: running = (1 - momentum) * running + momentum * stat, with the unbiased variance.
     let m = Double(hyper.momentum)
     let expectedRunMean = (0..<c).map { (1 - m) * Double(runMean0[$0]) + m * ref.mean[$0] }
-    let expectedRunVar = (0..<c).map { (1 - m) * Double(runVar0[$0]) + m * ref.variance[$0] * Double(n) / Double(n - 1) }
+    let expectedRunVar = (0..<c).map { (1 - m) * Double(runVar0[$0]) + m * ref.variance[$0] * Double(n * s) / Double(n * s - 1) }
     let runMean1 = try runMean.toArray(), runVar1 = try runVar.toArray()
     expectClose(runMean1, expectedRunMean, rtol: 1e-5, atol: 1e-6, "\(what): running mean")
     expectClose(runVar1, expectedRunVar, rtol: 1e-4, atol: 1e-6, "\(what): running var")
 
     // Eval forward with the updated running statistics.
-    try kernels.batchNormForwardInference(x: x, rows: n, features: c, gamma: gamma, beta: beta, runningMean: runMean,
+    try kernels.batchNormForwardInference(x: x, shape: shape, gamma: gamma, beta: beta, runningMean: runMean,
                                           runningVar: runVar, eps: hyper.eps, y: y)
-    let evalRef = (0..<n * c).map { i in
-        let f = i % c
+    let evalRef = (0..<n * c * s).map { i in
+        let f = (i / s) % c
         return (Double(xs[i]) - Double(runMean1[f])) / (Double(runVar1[f]) + Double(hyper.eps)).squareRoot()
             * Double(gammaValues?[f] ?? 1) + Double(betaValues?[f] ?? 0)
     }
     expectClose(try y.toArray(), evalRef, rtol: 1e-4, atol: 1e-4, "\(what): eval y")
 
     // Backward from the saved statistics.
-    let dys = randomFloats(n * c, seed: UInt64(n * 31 + c))
-    let dy = try device.buffer(dys), dx = try device.buffer(Float.self, count: n * c)
+    let dys = randomFloats(n * c * s, seed: UInt64(n * 31 + c))
+    let dy = try device.buffer(dys), dx = try device.buffer(Float.self, count: n * c * s)
     let dgamma = affine ? try device.buffer(Float.self, count: c) : nil
     let dbeta = affine ? try device.buffer(Float.self, count: c) : nil
-    try kernels.batchNormBackward(x: x, dy: dy, rows: n, features: c, gamma: gamma, saveMean: mean, saveInvstd: invstd,
+    try kernels.batchNormBackward(x: x, dy: dy, shape: shape, gamma: gamma, saveMean: mean, saveInvstd: invstd,
                                   dx: dx, dgamma: dgamma, dbeta: dbeta)
     let grads = ref.backward(x: xs, dy: dys, gamma: gammaValues)
     // Gradients: 1e-4 relative, plus 1e-5 of the terms summed or cancelled, plus the mean's rounding.
@@ -163,6 +168,17 @@ struct BatchNormTests {
         try checkBatchNorm(kernels, n: n, c: c, xs: xs, affine: false, what: "[\(n), \(c)] no affine")
     }
 
+    @Test("BatchNorm2d's layout [N, C, H·W]: statistics per channel over samples and positions",
+          arguments: batchNorm2dShapes)
+    func spatial(n: Int, c: Int, s: Int) throws {
+        let xs = randomFloats(n * c * s, in: -2...3, seed: UInt64(n * 100 + c * 10 + s))
+        for kernels in [try TestDevice.kernels(), try GPUPathLibrary.get()] {
+            try checkBatchNorm(kernels, n: n, c: c, s: s, xs: xs, affine: true, what: "\(kernels.config.kind) [\(n), \(c), \(s)]")
+        }
+        try checkBatchNorm(TestDevice.kernels(), n: n, c: c, s: s, xs: xs.map { $0 + 10_000 }, affine: false,
+                           what: "[\(n), \(c), \(s)] at mean 1e4")
+    }
+
     @Test("a constant feature (variance 0) normalizes to beta, finite")
     func constantFeature() throws {
         let kernels = try TestDevice.kernels()
@@ -172,7 +188,7 @@ struct BatchNormTests {
         let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: n * c)
         let gamma = try kernels.device.buffer([Float](repeating: 2, count: c)), beta = try kernels.device.buffer([Float(0.5), -1.25, 4])
         let mean = try kernels.device.buffer(Float.self, count: c), invstd = try kernels.device.buffer(Float.self, count: c)
-        try kernels.batchNormForwardTraining(x: x, rows: n, features: c, gamma: gamma, beta: beta, runningMean: nil,
+        try kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: n, channels: c), gamma: gamma, beta: beta, runningMean: nil,
                                              runningVar: nil, y: y, saveMean: mean, saveInvstd: invstd)
         let ys = try y.toArray()
         expectClose((0..<n).map { ys[$0 * c + 1] }, [Double](repeating: -1.25, count: n), rtol: 0, atol: 1e-4, "constant column")
@@ -192,7 +208,7 @@ struct BatchNormTests {
         try checkBatchNorm(kernels, n: n, c: c, xs: xs, affine: true, what: "mean 1e4")
         let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: n * c)
         let mean = try kernels.device.buffer(Float.self, count: c), invstd = try kernels.device.buffer(Float.self, count: c)
-        try kernels.batchNormForwardTraining(x: x, rows: n, features: c, gamma: nil, beta: nil, runningMean: nil,
+        try kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: n, channels: c), gamma: nil, beta: nil, runningMean: nil,
                                              runningVar: nil, y: y, saveMean: mean, saveInvstd: invstd)
         let ref = BatchNormReference(x: xs, n: n, c: c, gamma: nil, beta: nil, eps: 1e-5)
         let variances = try invstd.toArray().map { 1 / (Double($0) * Double($0)) - 1e-5 }
@@ -212,7 +228,7 @@ struct BatchNormTests {
         for step in 0..<3 {
             let xs = randomFloats(n * c, in: -3...5, seed: UInt64(100 + step))
             let ref = BatchNormReference(x: xs, n: n, c: c, gamma: nil, beta: nil, eps: hyper.eps)
-            try kernels.batchNormForwardTraining(x: kernels.device.buffer(xs), rows: n, features: c, gamma: nil, beta: nil,
+            try kernels.batchNormForwardTraining(x: kernels.device.buffer(xs), shape: BatchNormShape(samples: n, channels: c), gamma: nil, beta: nil,
                                                  runningMean: runMean, runningVar: runVar, hyper: hyper, y: y,
                                                  saveMean: mean, saveInvstd: invstd)
             for f in 0..<c {
@@ -231,28 +247,28 @@ struct BatchNormTests {
         let x = try d.buffer(Float.self, count: 12), y = try d.buffer(Float.self, count: 12)
         let c4 = try d.buffer(Float.self, count: 4), c4b = try d.buffer(Float.self, count: 4), c3 = try d.buffer(Float.self, count: 3)
         #expect(throws: ShapeError.self) {
-            try kernels.batchNormForwardTraining(x: x, rows: 1, features: 12, gamma: nil, beta: nil, runningMean: nil,
+            try kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: 1, channels: 12), gamma: nil, beta: nil, runningMean: nil,
                                                  runningVar: nil, y: y, saveMean: d.buffer(Float.self, count: 12),
                                                  saveInvstd: d.buffer(Float.self, count: 12))
         }
         #expect(throws: ShapeError.self) {
-            try kernels.batchNormForwardTraining(x: x, rows: 4, features: 4, gamma: nil, beta: nil, runningMean: nil,
+            try kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: 4, channels: 4), gamma: nil, beta: nil, runningMean: nil,
                                                  runningVar: nil, y: y, saveMean: c4, saveInvstd: c4b)
         }
         #expect(throws: ShapeError.self) {
-            try kernels.batchNormForwardTraining(x: x, rows: 3, features: 4, gamma: c4, beta: nil, runningMean: nil,
+            try kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: 3, channels: 4), gamma: c4, beta: nil, runningMean: nil,
                                                  runningVar: nil, y: y, saveMean: c4, saveInvstd: c4b)
         }
         #expect(throws: ShapeError.self) {
-            try kernels.batchNormForwardInference(x: x, rows: 3, features: 4, gamma: nil, beta: nil, runningMean: c3,
+            try kernels.batchNormForwardInference(x: x, shape: BatchNormShape(samples: 3, channels: 4), gamma: nil, beta: nil, runningMean: c3,
                                                   runningVar: c4, y: y)
         }
         #expect(throws: ShapeError.self) {
-            try kernels.batchNormBackward(x: x, dy: y, rows: 3, features: 4, gamma: c4, saveMean: c4, saveInvstd: c4b,
+            try kernels.batchNormBackward(x: x, dy: y, shape: BatchNormShape(samples: 3, channels: 4), gamma: c4, saveMean: c4, saveInvstd: c4b,
                                           dx: y, dgamma: nil, dbeta: nil)
         }
         // One row is fine in eval mode.
-        try kernels.batchNormForwardInference(x: c4, rows: 1, features: 4, gamma: nil, beta: nil, runningMean: c4b,
+        try kernels.batchNormForwardInference(x: c4, shape: BatchNormShape(samples: 1, channels: 4), gamma: nil, beta: nil, runningMean: c4b,
                                               runningVar: d.buffer([Float](repeating: 1, count: 4)), y: d.buffer(Float.self, count: 4))
     }
 }
@@ -277,8 +293,8 @@ struct GPUPathTests {
         try gpu.randomNormal(b, seed: 9, offset: 4)
         expectClose(try b.toArray(), PhiloxReference.normal(n, mean: 0, std: 1, seed: 9, offset: 4), rtol: 1e-5, atol: 1e-5, "normal")
         let x = try cpu.device.buffer(randomFloats(n, seed: 1))
-        try cpu.dropoutForward(x: x, y: a, p: 0.4, seed: 3, offset: 3)
-        try gpu.dropoutForward(x: x, y: b, p: 0.4, seed: 3, offset: 3)
+        try cpu.dropout(x, into: a, p: 0.4, seed: 3, offset: 3)
+        try gpu.dropout(x, into: b, p: 0.4, seed: 3, offset: 3)
         #expect(try a.toArray() == (try b.toArray()))
     }
 }

@@ -6,9 +6,9 @@ import Testing
 
 /// Helpers of the element-wise / reduction / softmax / data-movement tests.
 enum EW {
-    /// The test device's kernel library (its own path, `KILN_CPU` on PoCL) and a second library
-    /// built with the other path (`KILN_GPU` on PoCL: the local-memory trees and float4 element-wise
-    /// kernels), so both paths are checked on any machine.
+    /// The test device's kernel library (its own path, the CPU one on PoCL) and a second library
+    /// built with the other path (`KILN_GPU` on PoCL: the local-memory trees and one element per
+    /// work-item), so both paths are checked on any machine.
     static func libraries(sourceLocation: SourceLocation = #_sourceLocation) throws -> [KernelLibrary] {
         let native = try TestDevice.kernels(sourceLocation: sourceLocation)
         return [native, try otherPath.get()]
@@ -17,25 +17,13 @@ enum EW {
     /// The library built with the path the device does not pick by default.
     private static let otherPath: Result<KernelLibrary, any Error> = Result {
         let device = try TestDevice.get()
-        var config = KernelConfig(for: device.info)
-        if config.defines["KILN_GPU"] != nil {
-            config.defines["KILN_GPU"] = nil
-            config.defines["KILN_CPU"] = 1
-            config.treeReductions = false
-            config.matmul = MatmulConfig(gpu: false, vectorWidth: device.info.nativeFloatVectorWidth)
-        } else {
-            config.defines["KILN_CPU"] = nil
-            config.defines["KILN_GPU"] = 1
-            config.treeReductions = true
-            config.elementwiseGroup = 256
-            config.matmul = MatmulConfig(gpu: true, vectorWidth: 1)
-        }
-        return try KernelLibrary(device: device, config: config)
+        let other: DeviceKind = DeviceKind(device.info.type) == .gpu ? .cpu : .gpu
+        return try KernelLibrary(device: device, config: KernelConfig(for: device.info, kind: other))
     }
 
-    /// `KILN_CPU` or `KILN_GPU`, for messages.
+    /// `cpu` or `gpu` and the vector width, for messages.
     static func path(_ kernels: KernelLibrary) -> String {
-        kernels.config.defines["KILN_GPU"] != nil ? "KILN_GPU" : "KILN_CPU"
+        "\(kernels.config.kind.rawValue) path (KILN_VEC \(kernels.config.vectorWidth))"
     }
 
     /// (rows, cols) pairs drawn from `awkwardSizes`: 1×N, N×1, squares, primes, 1000×257.

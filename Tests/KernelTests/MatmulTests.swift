@@ -6,7 +6,7 @@ import Testing
 
 /// C = act(op(A)·op(B) + bias) (+ C_old), in Double.
 func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, ta: Bool, tb: Bool, bias: [Float]?,
-                     activation: MatmulActivation, previous: [Float]?) -> [Double] {
+                     biasPerRow: Bool = false, activation: Activation?, previous: [Float]?) -> [Double] {
     var c = [Double](repeating: 0, count: m * n)
     for i in 0..<m {
         for j in 0..<n {
@@ -14,19 +14,22 @@ func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, ta: Boo
             for p in 0..<k {
                 sum += Double(ta ? a[p * m + i] : a[i * k + p]) * Double(tb ? b[j * k + p] : b[p * n + j])
             }
-            if let bias { sum += Double(bias[j]) }
-            switch activation {
-            case .none: break
-            case .relu: sum = max(sum, 0)
-            case .leakyRelu(let s): sum = sum > 0 ? sum : sum * Double(s)
-            case .sigmoid: sum = 1 / (1 + exp(-sum))
-            case .tanh: sum = tanh(sum)
-            case .gelu: sum = 0.5 * sum * (1 + erf(sum / 2.0.squareRoot()))
-            }
-            c[i * n + j] = sum + (previous.map { Double($0[i * n + j]) } ?? 0)
+            if let bias { sum += Double(bias[biasPerRow ? i : j]) }
+            c[i * n + j] = (activation.map { referenceActivation($0, sum) } ?? sum) + (previous.map { Double($0[i * n + j]) } ?? 0)
         }
     }
     return c
+}
+
+/// An activation in Double (GELU from erfc, accurate in both tails).
+func referenceActivation(_ f: Activation, _ x: Double) -> Double {
+    switch f {
+    case .relu: return max(x, 0)
+    case .leakyRelu(let s): return x > 0 ? x : x * Double(s)
+    case .sigmoid: return 1 / (1 + exp(-x))
+    case .tanh: return tanh(x)
+    case .gelu: return 0.5 * x * erfc(-x / 2.0.squareRoot())
+    }
 }
 
 @Suite("Matmul")
@@ -44,7 +47,7 @@ struct MatmulTests {
                     try kernels.matmul(kernels.device.buffer(a), kernels.device.buffer(b), into: c, m: m, n: n, k: k,
                                        transposeA: ta, transposeB: tb)
                     expectClose(try c.toArray(), referenceMatmul(a, b, m: m, n: n, k: k, ta: ta, tb: tb, bias: nil,
-                                                                 activation: .none, previous: nil),
+                                                                 activation: nil, previous: nil),
                                 rtol: 1e-4, atol: 1e-5, "\(EW.path(kernels)) \(ta ? "t" : "n")\(tb ? "t" : "n") \(m)×\(n)×\(k)")
                 }
             }
@@ -58,17 +61,81 @@ struct MatmulTests {
             for (m, n, k) in [(7, 13, 31), (129, 64, 257), (128, 10, 128)] {
                 let a = randomFloats(m * k, seed: 1), b = randomFloats(k * n, seed: 2), bias = randomFloats(n, seed: 3)
                 let previous = randomFloats(m * n, seed: 4)
-                for activation in [MatmulActivation.none, .relu, .leakyRelu(slope: 0.1), .sigmoid, .tanh, .gelu] {
+                for activation in [Activation?.none, .relu, .leakyRelu(slope: 0.1), .sigmoid, .tanh, .gelu] {
                     for (ta, tb) in [(false, true), (true, false)] {
                         let c = try device.buffer(previous)
                         try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta,
                                            transposeB: tb, accumulate: true, bias: device.buffer(bias), activation: activation)
                         expectClose(try c.toArray(), referenceMatmul(a, b, m: m, n: n, k: k, ta: ta, tb: tb, bias: bias,
                                                                      activation: activation, previous: previous),
-                                    rtol: 1e-4, atol: 2e-5, "\(EW.path(kernels)) \(activation) \(m)×\(n)×\(k)")
+                                    rtol: 1e-4, atol: 2e-5, "\(EW.path(kernels)) \(String(describing: activation)) \(m)×\(n)×\(k)")
+                    }
+                    // The bias per row of C (a convolution's channels), every variant.
+                    let rowBias = randomFloats(m, seed: 8)
+                    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                        let c = try device.buffer(Float.self, count: m * n)
+                        try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta,
+                                           transposeB: tb, bias: device.buffer(rowBias), biasPerRow: true, activation: activation)
+                        expectClose(try c.toArray(), referenceMatmul(a, b, m: m, n: n, k: k, ta: ta, tb: tb, bias: rowBias,
+                                                                     biasPerRow: true, activation: activation, previous: nil),
+                                    rtol: 1e-4, atol: 2e-5, "\(EW.path(kernels)) row bias \(String(describing: activation)) \(ta)\(tb)")
                     }
                 }
             }
+        }
+    }
+
+    @Test("a batch of products: shared (stride 0) and strided operands, row strides, all transposes")
+    func batches() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (batch, m, n, k) in [(3, 7, 13, 5), (2, 64, 31, 9), (5, 1, 3, 257), (4, 32, 196, 288)] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    for shareA in [false, true] {
+                        let a = randomFloats((shareA ? 1 : batch) * m * k, seed: UInt64(m + k)), b = randomFloats(batch * k * n, seed: 3)
+                        let c = try device.buffer(Float.self, count: batch * m * n)
+                        try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta,
+                                           transposeB: tb, batch: MatmulBatch(count: batch, strideA: shareA ? 0 : m * k,
+                                                                              strideB: k * n, strideC: m * n))
+                        var expected: [Double] = []
+                        for i in 0..<batch {
+                            expected += referenceMatmul(Array(a[(shareA ? 0 : i * m * k)...].prefix(m * k)),
+                                                        Array(b[(i * k * n)...].prefix(k * n)), m: m, n: n, k: k, ta: ta,
+                                                        tb: tb, bias: nil, activation: nil, previous: nil)
+                        }
+                        expectClose(try c.toArray(), expected, rtol: 1e-4, atol: 1e-5,
+                                    "\(EW.path(kernels)) batch \(batch) \(ta)\(tb) shared A \(shareA) \(m)×\(n)×\(k)")
+                    }
+                }
+            }
+            // B read as a column block of a wider matrix (ldb > n): columns 2..<7 of [k, 11].
+            let (m, n, k, wide) = (9, 5, 6, 11)
+            let a = randomFloats(m * k, seed: 1), bWide = randomFloats(k * wide, seed: 2)
+            let c = try device.buffer(Float.self, count: m * n)
+            let block = (0..<k).flatMap { r in bWide[(r * wide + 2)..<(r * wide + 2 + n)] }
+            try kernels.matmul(device.buffer(a), device.buffer(Array(bWide.dropFirst(2))), into: c, m: m, n: n, k: k, ldb: wide)
+            expectClose(try c.toArray(), referenceMatmul(a, Array(block), m: m, n: n, k: k, ta: false, tb: false, bias: nil,
+                                                         activation: nil, previous: nil),
+                        rtol: 1e-4, atol: 1e-5, "\(EW.path(kernels)) ldb \(wide)")
+        }
+    }
+
+    @Test("GELU has one accurate form: element-wise and in the epilogue, against Double from -10 to 10")
+    func geluAccuracy() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let xs = (0...2000).map { Float(-10 + Double($0) / 100) }
+            let expected = xs.map { referenceActivation(.gelu, Double($0)) }
+            let y = try device.buffer(Float.self, count: xs.count)
+            try kernels.activation(.gelu, device.buffer(xs), into: y)
+            // Relative to the value: the negative tail (GELU(-10) ≈ -7.6e-23) keeps 5 digits, where
+            // 1 + erf(x/√2) in float keeps none (it is exactly 0 below x ≈ -5.9). The error there is
+            // exp(-x²/2)'s: x² rounded to float moves the exponent by up to 3e-6.
+            expectClose(try y.toArray(), expected, rtol: 1e-5, atol: 1e-37, "\(EW.path(kernels)) element-wise GELU")
+            // The same through the matmul epilogue: x · 1 with a 1×1 identity.
+            let c = try device.buffer(Float.self, count: xs.count)
+            try kernels.matmul(device.buffer(xs), device.buffer([Float(1)]), into: c, m: xs.count, n: 1, k: 1, activation: .gelu)
+            expectClose(try c.toArray(), expected, rtol: 1e-5, atol: 1e-37, "\(EW.path(kernels)) epilogue GELU")
         }
     }
 
@@ -78,17 +145,9 @@ struct MatmulTests {
             let device = kernels.device
             for (rows, cols) in [(1, 1), (7, 13), (128, 256), (257, 10)] {
                 let g = randomFloats(rows * cols, seed: 5)
-                for activation in [MatmulActivation.none, .relu, .leakyRelu(slope: 0.2), .sigmoid, .tanh] {
+                for activation in [Activation.relu, .leakyRelu(slope: 0.2), .sigmoid, .tanh] {
                     let pre = randomFloats(rows * cols, in: -3...3, seed: 6).map(Double.init)
-                    let y: [Double] = pre.map {
-                        switch activation {
-                        case .relu: max($0, 0)
-                        case .leakyRelu(let s): $0 > 0 ? $0 : $0 * Double(s)
-                        case .sigmoid: 1 / (1 + exp(-$0))
-                        case .tanh: tanh($0)
-                        default: $0
-                        }
-                    }
+                    let y: [Double] = pre.map { referenceActivation(activation, $0) }
                     let yFloat = y.map { Float($0) }
                     let expected: [Double] = zip(g, zip(pre, yFloat)).map { gi, pair in
                         let (x, v) = (pair.0, Double(pair.1))
@@ -113,9 +172,11 @@ struct MatmulTests {
         }
         let kernels = try TestDevice.kernels()
         let b: Buffer<Float> = try kernels.device.buffer(count: 6)
-        #expect(throws: ShapeError.self) {
-            try kernels.linearActivationBackward(gradOutput: b, output: b, rows: 2, cols: 3, activation: .gelu, into: b,
-                                                 biasGradient: nil)
+        for activation in [Activation.gelu, .leakyRelu(slope: -0.5)] {
+            #expect(throws: ShapeError.self) {
+                try kernels.linearActivationBackward(gradOutput: b, output: b, rows: 2, cols: 3, activation: activation,
+                                                     into: b, biasGradient: nil)
+            }
         }
     }
 
@@ -129,5 +190,12 @@ struct MatmulTests {
         #expect(throws: ShapeError.self) { try kernels.matmul(a, b, into: c, m: 2, n: 2, k: 3, bias: c) }
         #expect(throws: ShapeError.self) { try kernels.matmul(a, b, into: a, m: 2, n: 3, k: 3) }
         #expect(throws: ShapeError.self) { try kernels.matmul(a, b, into: c, m: 0, n: 2, k: 3) }
+        // A batch whose operands run past their buffers, or whose outputs overlap.
+        #expect(throws: ShapeError.self) {
+            try kernels.matmul(a, b, into: c, m: 2, n: 2, k: 3, batch: MatmulBatch(count: 2, strideA: 6, strideB: 0, strideC: 4))
+        }
+        #expect(throws: ShapeError.self) {
+            try kernels.matmul(a, b, into: c, m: 1, n: 2, k: 3, batch: MatmulBatch(count: 2, strideA: 0, strideB: 0, strideC: 1))
+        }
     }
 }

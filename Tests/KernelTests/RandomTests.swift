@@ -166,16 +166,33 @@ struct RandomTests {
         let kernels = try TestDevice.kernels()
         let xs = randomFloats(count, seed: UInt64(count))
         let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: count)
-        let mask = try kernels.device.buffer(UInt8.self, count: count), y2 = try kernels.device.buffer(Float.self, count: count)
+        let y2 = try kernels.device.buffer(Float.self, count: count)
         let p: Float = 0.3, scale = Float(1 / (1 - 0.3 as Double))
-        try kernels.dropoutForward(x: x, y: y, p: p, seed: 11, offset: 2)
-        try kernels.dropoutForward(x: x, y: y2, p: p, seed: 11, offset: 2, mask: mask)
+        try kernels.dropout(x, into: y, p: p, seed: 11, offset: 2)
         let keep = PhiloxReference.words(count, seed: 11, offset: 2).map { Philox.unit($0) >= p }
         let expected = zip(xs, keep).map { $1 ? $0 * scale : 0 }
         let ys = try y.toArray()
         #expect(ys == expected)
+        // Grouped dropout with groups of one is the same map; in place too.
+        try kernels.dropout(x, into: y2, p: p, seed: 11, offset: 2, group: 1)
         #expect(try y2.toArray() == ys)
-        #expect(try mask.toArray() == keep.map { $0 ? 1 : 0 })
+        try y2.copy(from: x)
+        try kernels.dropout(y2, into: y2, p: p, seed: 11, offset: 2)
+        #expect(try y2.toArray() == ys)
+    }
+
+    @Test("grouped dropout (Dropout2d) keeps or drops whole runs of `group` elements, from element group·j's draw",
+          arguments: [(3, 7), (10, 49), (4, 1)])
+    func groupedDropout(groups: Int, group: Int) throws {
+        let kernels = try TestDevice.kernels()
+        let count = groups * group
+        let xs = randomFloats(count, in: 0.5...1.5, seed: 5)
+        let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: count)
+        let p: Float = 0.5, scale = Float(2)
+        try kernels.dropout(x, into: y, p: p, seed: 21, offset: 6, group: group)
+        let keep = PhiloxReference.words(groups, seed: 21, offset: 6).map { Philox.unit($0) >= p }
+        let expected = (0..<count).map { keep[$0 / group] ? xs[$0] * scale : 0 }
+        #expect(try y.toArray() == expected)
     }
 
     @Test("dropout is reproducible, seed-dependent, and keeps about 1 - p of the elements")
@@ -185,14 +202,14 @@ struct RandomTests {
         let x = try kernels.device.buffer([Float](repeating: 1, count: n))
         let a = try kernels.device.buffer(Float.self, count: n), b = try kernels.device.buffer(Float.self, count: n)
         for p in [Float(0.1), 0.5, 0.9] {
-            try kernels.dropoutForward(x: x, y: a, p: p, seed: 42, offset: 0)
-            try kernels.dropoutForward(x: x, y: b, p: p, seed: 42, offset: 0)
+            try kernels.dropout(x, into: a, p: p, seed: 42, offset: 0)
+            try kernels.dropout(x, into: b, p: p, seed: 42, offset: 0)
             let first = try a.toArray()
             #expect(first == (try b.toArray()), "same seed, p \(p)")
             let kept = Double(first.filter { $0 != 0 }.count) / Double(n)
             let sigma = (Double(p) * Double(1 - p) / Double(n)).squareRoot()
             #expect(abs(kept - Double(1 - p)) < 5 * sigma, "kept \(kept) at p \(p)")
-            try kernels.dropoutForward(x: x, y: b, p: p, seed: 43, offset: 0)
+            try kernels.dropout(x, into: b, p: p, seed: 43, offset: 0)
             let other = try b.toArray()
             let agree = Double(zip(first, other).filter { ($0 != 0) == ($1 != 0) }.count) / Double(n)
             // Independent masks agree on p^2 + (1-p)^2 of the elements, never on all.
@@ -207,17 +224,14 @@ struct RandomTests {
         let xs = randomFloats(count, in: 0.5...1.5, seed: 3), dys = randomFloats(count, seed: 4)
         let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: count)
         let dy = try kernels.device.buffer(dys), dx = try kernels.device.buffer(Float.self, count: count)
-        let dx2 = try kernels.device.buffer(Float.self, count: count), mask = try kernels.device.buffer(UInt8.self, count: count)
         let p: Float = 0.25, scale = Float(1 / (1 - 0.25 as Double))
-        try kernels.dropoutForward(x: x, y: y, p: p, seed: 8, offset: 8, mask: mask)
-        try kernels.dropoutBackward(dy: dy, dx: dx, p: p, seed: 8, offset: 8)
-        try kernels.dropoutBackward(dy: dy, dx: dx2, p: p, mask: mask)
+        try kernels.dropout(x, into: y, p: p, seed: 8, offset: 8)
+        try kernels.dropout(dy, into: dx, p: p, seed: 8, offset: 8)
         let ys = try y.toArray(), dxs = try dx.toArray()
         // y = x * d(y)/dx for every element: dx / dy equals y / x, the mask times the scale.
         for i in 0..<count {
             #expect(dxs[i] == (ys[i] != 0 ? dys[i] * scale : 0), "element \(i)")
         }
-        #expect(try dx2.toArray() == dxs)
     }
 
     @Test("dropout with p = 0 is the identity and with p = 1 gives zeros")
@@ -225,12 +239,12 @@ struct RandomTests {
         let kernels = try TestDevice.kernels()
         let xs = randomFloats(129, seed: 9)
         let x = try kernels.device.buffer(xs), y = try kernels.device.buffer(Float.self, count: 129)
-        try kernels.dropoutForward(x: x, y: y, p: 0, seed: 1, offset: 0)
+        try kernels.dropout(x, into: y, p: 0, seed: 1, offset: 0)
         #expect(try y.toArray() == xs)
-        try kernels.dropoutForward(x: x, y: y, p: 1, seed: 1, offset: 0)
+        try kernels.dropout(x, into: y, p: 1, seed: 1, offset: 0)
         #expect(try y.toArray() == [Float](repeating: 0, count: 129))
-        #expect(throws: ShapeError.self) { try kernels.dropoutForward(x: x, y: y, p: 1.5, seed: 1, offset: 0) }
+        #expect(throws: ShapeError.self) { try kernels.dropout(x, into: y, p: 1.5, seed: 1, offset: 0) }
         let short = try kernels.device.buffer(Float.self, count: 128)
-        #expect(throws: ShapeError.self) { try kernels.dropoutForward(x: x, y: short, p: 0.5, seed: 1, offset: 0) }
+        #expect(throws: ShapeError.self) { try kernels.dropout(x, into: short, p: 0.5, seed: 1, offset: 0) }
     }
 }

@@ -60,7 +60,7 @@ struct LayerTests {
     func fusion() throws {
         let device = try TestDevice.get()
         let x = try Tensor(randomFloats(7 * 5, seed: 3), shape: [7, 5], on: device)
-        for activation in [ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh()] as [any Module] {
+        for activation in [ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh()] as [Module] {
             let linear = try Linear(5, 4, seed: 9, on: device)
             let fused = try Sequential(linear, activation)(x).toArray()
             let apart = try activation(linear(x)).toArray()

@@ -68,7 +68,7 @@ func runParityFixture(_ url: URL, on device: Device) throws -> (compared: Int, f
     }
 
     // The model, as nn.Sequential would name it.
-    let layers: [any Module] = try spec.layers.map { layer in
+    let layers: [Module] = try spec.layers.map { layer in
         switch layer.type {
         case "Linear":
             guard let i = layer.in, let o = layer.out else { throw ParityFailure(description: "Linear needs in and out") }
@@ -119,10 +119,10 @@ func runParityFixture(_ url: URL, on device: Device) throws -> (compared: Int, f
     case "Adam", "AdamW":
         let betas = (Float(o.betas?.first ?? 0.9), Float(o.betas?.last ?? 0.999))
         optimizer = o.type == "Adam"
-            ? Adam(model.parameters, lr: Float(o.lr), betas: betas, eps: Float(o.eps ?? 1e-8), weightDecay: Float(o.weight_decay ?? 0))
-            : AdamW(model.parameters, lr: Float(o.lr), betas: betas, eps: Float(o.eps ?? 1e-8), weightDecay: Float(o.weight_decay ?? 0.01))
+            ? try Adam(model.parameters, lr: Float(o.lr), betas: betas, eps: Float(o.eps ?? 1e-8), weightDecay: Float(o.weight_decay ?? 0))
+            : try AdamW(model.parameters, lr: Float(o.lr), betas: betas, eps: Float(o.eps ?? 1e-8), weightDecay: Float(o.weight_decay ?? 0.01))
     case "RMSprop":
-        optimizer = RMSprop(model.parameters, lr: Float(o.lr), alpha: Float(o.alpha ?? 0.99), eps: Float(o.eps ?? 1e-8),
+        optimizer = try RMSprop(model.parameters, lr: Float(o.lr), alpha: Float(o.alpha ?? 0.99), eps: Float(o.eps ?? 1e-8),
                             weightDecay: Float(o.weight_decay ?? 0), momentum: Float(o.momentum ?? 0),
                             centered: o.centered ?? false)
     default: throw ParityFailure(description: "unknown optimizer \(o.type)")

@@ -1,7 +1,7 @@
 import Foundation
 import KilnDevice
 import KilnKernels
-import KilnTraining
+import KilnSupport
 import Testing
 
 /// The device every test shares: `KILN_DEVICE` or the default. On CI a missing device fails the
@@ -68,3 +68,19 @@ public func expectClose(_ actual: [Float], _ expected: [Float], rtol: Double = 1
 
 /// Sizes that are not multiples of any tile: 1, primes, and a large one.
 public let awkwardSizes = [1, 7, 13, 31, 64, 129, 257, 1000]
+
+/// Tests/Fixtures: PyTorch parity fixtures, interop files and their tools.
+public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+/// Whether `python3` can import torch and safetensors here (tests then also check against PyTorch).
+public let pythonHasTorch: Bool = {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import torch, safetensors"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    do { try process.run() } catch { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}()

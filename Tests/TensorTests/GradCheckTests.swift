@@ -93,7 +93,7 @@ struct GradCheckTests {
         try gradCheck([[3, 4], [5, 4]], "matmul nt") { try $0[0].matmul($0[1], transposeB: true) }
         try gradCheck([[4, 3], [4, 5]], "matmul tn") { try $0[0].matmul($0[1], transposeA: true) }
         try gradCheck([[4, 3], [5, 4]], "matmul tt") { try $0[0].matmul($0[1], transposeA: true, transposeB: true) }
-        for activation in [MatmulActivation.none, .relu, .leakyRelu(slope: 0.2), .sigmoid, .tanh] {
+        for activation in [Activation?.none, .relu, .leakyRelu(slope: 0.2), .leakyRelu(slope: -0.5), .sigmoid, .tanh, .gelu] {
             try gradCheck([[6, 4], [3, 4], [3]], "linear \(activation)") {
                 try Tensor.linear($0[0], $0[1], bias: $0[2], activation: activation, transposeB: true)
             }
@@ -108,8 +108,66 @@ struct GradCheckTests {
         try gradCheck([[5, 3]], range: -2...2, "batchNorm without affine") {
             try $0[0].batchNorm(weight: nil, bias: nil, runningMean: nil, runningVar: nil, training: true)
         }
+        try gradCheck([[4, 3, 2, 5], [3], [3]], range: -2...2, "batchNorm over [N, C, H, W] (BatchNorm2d)") {
+            try $0[0].batchNorm(weight: $0[1], bias: $0[2], runningMean: nil, runningVar: nil, training: true)
+        }
         // The same (seed, offset) gives the same mask in every evaluation.
         try gradCheck([[7, 5]], "dropout p 0.3") { try $0[0].dropout(p: 0.3, seed: 42, offset: 0) }
+        try gradCheck([[3, 4, 5]], "channel dropout p 0.5") { try $0[0].dropout(p: 0.5, seed: 42, offset: 0, group: 5) }
+    }
+
+    @Test("NumPy broadcasting at any rank, both operands broadcast")
+    func broadcasting() throws {
+        let pairs: [([Int], [Int])] = [([4, 1], [1, 3]), ([2, 3, 4], [3, 1]), ([2, 1, 4], [3, 1]), ([3], [2, 3, 1]),
+                                       ([2, 3, 4, 5], [3, 1, 1]), ([1, 3, 1, 5], [2, 1, 4, 1]), ([2, 3], [])]
+        for (a, b) in pairs {
+            try gradCheck([a, b], range: 0.5...2, "\(a) + \(b)") { try $0[0] + $0[1] }
+            try gradCheck([a, b], range: 0.5...2, "\(a) - \(b)") { try $0[0] - $0[1] }
+            try gradCheck([a, b], range: 0.5...2, "\(a) * \(b)") { try $0[0] * $0[1] }
+            try gradCheck([a, b], range: 0.5...2, "\(a) / \(b)") { try $0[0] / $0[1] }
+        }
+        try gradCheck([[3, 4], [4]], seed: 3, range: -2...2, "maximum") { try $0[0].maximum($0[1]) }
+        try gradCheck([[3, 4], [3, 1]], seed: 4, range: -2...2, "minimum") { try $0[0].minimum($0[1]) }
+        try gradCheck([[3, 4], [4]], range: 0.5...2, "pow with a tensor exponent") { try $0[0].pow($0[1]) }
+        try gradCheck([[3, 4]], range: -2...2, avoidZero: true, "abs") { try $0[0].abs() }
+        try gradCheck([[3, 4], [3, 4]], range: -2...2, avoidZero: true, "where") { try Tensor.where($0[0] .> 0, $0[0], $0[1] * 2) }
+    }
+
+    @Test("reductions over any set of axes of rank-4 tensors")
+    func reductionsND() throws {
+        let shape = [2, 3, 4, 5]
+        for axes in [[0], [1], [3], [0, 2], [1, 3], [0, 1, 3], [0, 1, 2, 3]] {
+            try gradCheck([shape], "sum over \(axes)") { try $0[0].sum(axes: axes) }
+            try gradCheck([shape], "mean over \(axes) keepDims") { try $0[0].mean(axes: axes, keepDims: true) }
+        }
+        try gradCheck([shape], seed: 11, range: -10...10, "max over axis 2") { try $0[0].max(axis: 2) }
+        try gradCheck([shape], seed: 11, range: -10...10, "max over [1, 3]") { try $0[0].max(axes: [1, 3]) }
+    }
+
+    @Test("N-d shape ops: permute, transpose of two axes, squeeze, expand, slices, subscripts, concatenation, stack")
+    func shapesND() throws {
+        try gradCheck([[2, 3, 4]], "permute [2, 0, 1]") { try $0[0].permuted([2, 0, 1]) }
+        try gradCheck([[2, 3, 4, 5]], "transpose axes 1, 3") { try $0[0].transposed(1, 3) }
+        try gradCheck([[3, 1, 4]], "squeeze, unsqueeze") { try $0[0].squeezed(axis: 1).unsqueezed(axis: 0) }
+        try gradCheck([[3, 1]], "expand to [2, 3, 4]") { try $0[0].expanded(to: [2, 3, 4]) }
+        try gradCheck([[3, 5, 2]], "slice axis 1") { try $0[0].sliced(axis: 1, 1..<4) }
+        try gradCheck([[4, 3, 2]], "subscripts") { try Tensor.concatenated([$0[0][1], $0[0][2, 1].unsqueezed(axis: 0), $0[0][-1]]) }
+        try gradCheck([[4, 3]], "range subscript") { try $0[0][1..<3] }
+        try gradCheck([[2, 3, 4], [2, 1, 4]], "concatenate along axis 1") { try Tensor.concatenated([$0[0], $0[1]], along: 1) }
+        try gradCheck([[2, 3], [2, 3]], "stack along a new last axis") { try Tensor.stack([$0[0], $0[1]], along: -1) }
+        try gradCheck([[2, 3, 4]], "flatten axes 1...2") { try $0[0].flattened(startAxis: 1) }
+    }
+
+    @Test("batched matmul: batches, broadcast 2-D sides, batch broadcasting, transposes, vectors")
+    func batchedMatmul() throws {
+        try gradCheck([[2, 3, 4], [2, 4, 5]], "batched nn") { try $0[0].matmul($0[1]) }
+        try gradCheck([[2, 4, 3], [2, 5, 4]], "batched tt") { try $0[0].matmul($0[1], transposeA: true, transposeB: true) }
+        try gradCheck([[2, 3, 4], [5, 4]], "batch times a shared matrix, nt") { try $0[0].matmul($0[1], transposeB: true) }
+        try gradCheck([[3, 4], [2, 4, 5]], "shared matrix times a batch") { try $0[0].matmul($0[1]) }
+        try gradCheck([[2, 4, 3], [4, 5]], "batch transposed times a shared matrix") { try $0[0].matmul($0[1], transposeA: true) }
+        try gradCheck([[2, 1, 3, 4], [1, 3, 4, 2]], "batch axes broadcast") { try $0[0].matmul($0[1]) }
+        try gradCheck([[4], [4, 5]], "vector times matrix") { try $0[0].matmul($0[1]) }
+        try gradCheck([[2, 3, 4], [4]], "batch times vector") { try $0[0].matmul($0[1]) }
     }
 
     @Test("shape ops: reshape, transpose, rows, gather, concatenation")

@@ -3,9 +3,6 @@ import Kiln
 import KilnTestSupport
 import Testing
 
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
-
 /// Fashion-MNIST, or a recorded failure on CI / nil elsewhere when the package is not installed.
 func fashionMNIST(_ split: MNISTDataset.Split, limit: Int) throws -> MNISTDataset? {
     guard FileManager.default.fileExists(atPath: MNISTDataset.defaultFolder.path) else {
@@ -16,18 +13,6 @@ func fashionMNIST(_ split: MNISTDataset.Split, limit: Int) throws -> MNISTDatase
     }
     return try MNISTDataset(split: split, limit: limit)
 }
-
-/// Whether `python3` can import torch and safetensors here.
-let pythonHasTorch: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import torch, safetensors"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
 
 @Suite("Training", .serialized)
 struct TrainingTests {
@@ -44,7 +29,7 @@ struct TrainingTests {
             let trainer = Trainer(maxEpochs: 5, logEvery: 1000)
             trainer.log = { _ in }
             trainer.progressBar = false
-            let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: Adam(model.parameters),
+            let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try Adam(model.parameters),
                                           train: DataLoader(train, batchSize: 128, shuffle: true, seed: seed, on: device),
                                           validation: DataLoader(test, batchSize: 1000, on: device))
             let accuracy = try #require(history.records.last?.validationAccuracy)
@@ -67,7 +52,7 @@ struct TrainingTests {
         func run(epochs: Int, resumeFrom: URL?) throws -> ([Float], [EpochRecord]) {
             RandomState.manualSeed(3)
             let model = try spec.makeModel(on: device)
-            let optimizer = Adam(model.parameters, lr: 3e-3)
+            let optimizer = try Adam(model.parameters, lr: 3e-3)
             let trainer = Trainer(maxEpochs: epochs, callbacks: [ModelCheckpoint(folder: folder)], logEvery: 1000,
                                   outputFolder: folder)
             trainer.log = { _ in }
@@ -92,6 +77,60 @@ struct TrainingTests {
         #expect(differing == 0, "\(differing) of \(straight.count) weights and buffers differ after a resume")
         #expect(resumedHistory.map(\.trainLoss) == straightHistory.map(\.trainLoss))
         #expect(resumedHistory.map(\.validationAccuracy) == straightHistory.map(\.validationAccuracy))
+    }
+
+    @Test("ModelCheckpoint's best survives a resume: a resumed epoch replaces best.safetensors only if it beats the epochs before")
+    func bestSurvivesResume() throws {
+        let device = try TestDevice.get()
+        guard let train = try fashionMNIST(.train, limit: 512) else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-best-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Monitoring the *largest* training loss: the first epoch is the best, every later one worse.
+        func run(epochs: Int, resume: Bool) throws {
+            RandomState.manualSeed(1)
+            let model = try MLPSpec(hidden: [16]).makeModel(on: device)
+            let optimizer = try Adam(model.parameters, lr: 1e-2)
+            let checkpoint = ModelCheckpoint(folder: folder, monitor: "train_loss", mode: .max)
+            let trainer = Trainer(maxEpochs: epochs, callbacks: [checkpoint], logEvery: 1000)
+            trainer.log = { _ in }
+            trainer.progressBar = false
+            let start = resume ? try trainer.restore(from: folder.appendingPathComponent("last.safetensors"), model: model,
+                                                     optimizer: optimizer) : 0
+            try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer,
+                            train: DataLoader(train, batchSize: 64, shuffle: true, seed: 2, on: device), startEpoch: start)
+        }
+        try run(epochs: 2, resume: false)
+        #expect(try SafeTensorsFile(contentsOf: folder.appendingPathComponent("best.safetensors")).metadata["epoch"] == "1")
+        try run(epochs: 3, resume: true)
+        let best = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("best.safetensors"))
+        #expect(best.metadata["epoch"] == "1", "the resumed run overwrote best.safetensors with epoch \(best.metadata["epoch"] ?? "?")")
+        #expect(try SafeTensorsFile(contentsOf: folder.appendingPathComponent("last.safetensors")).metadata["epoch"] == "3")
+    }
+
+    @Test("train accuracy is counted every epoch, with cross-entropy and with any other loss on class targets")
+    func trainAccuracy() throws {
+        let device = try TestDevice.get()
+        guard let train = try fashionMNIST(.train, limit: 700) else { return }
+        RandomState.manualSeed(4)
+        let model = try MLPSpec(hidden: [32]).makeModel(on: device)
+        // A learning rate of 0 keeps the model fixed, so the epoch's count equals an evaluation's.
+        let optimizer = try SGD(model.parameters, lr: 0)
+        let loader = try DataLoader(train, batchSize: 128, shuffle: true, seed: 5, on: device)
+        let trainer = Trainer(maxEpochs: 1)
+        trainer.log = { _ in }
+        trainer.progressBar = false
+        let launchesBefore = device.queue.launches
+        let (_, accuracy) = try trainer.trainEpoch(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, data: loader, epoch: 0)
+        let counted = try #require(accuracy)
+        let (_, evaluated) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: loader)
+        #expect(abs(counted - (try #require(evaluated))) < 1e-12, "train accuracy \(counted) vs evaluated \(evaluated ?? -1)")
+        #expect(device.queue.launches > launchesBefore)
+        let nll = Sequential(model, LogSoftmax())
+        let (_, viaNLL) = try trainer.trainEpoch(model: nll, loss: NLLLoss(), optimizer: optimizer, data: loader, epoch: 0)
+        #expect(abs((try #require(viaNLL)) - counted) < 1e-12)
+        let history = try Trainer(maxEpochs: 2, logEvery: 1000).fit(model: model, loss: CrossEntropyLoss(),
+                                                                     optimizer: try Adam(model.parameters), train: loader)
+        #expect(history.records.allSatisfy { ($0.trainAccuracy ?? -1) > 0.1 && ($0.trainAccuracy ?? 2) <= 1 })
     }
 
     @Test("a PyTorch state_dict saved with safetensors loads into Kiln and predicts the same")
@@ -166,17 +205,19 @@ struct TrainingTests {
         let trainer = Trainer(maxEpochs: 50, callbacks: [EarlyStopping(monitor: "train_loss", patience: 2, minDelta: 10)])
         trainer.log = { _ in }
         trainer.progressBar = false
-        let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: SGD(model.parameters, lr: 0.1),
+        let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try SGD(model.parameters, lr: 0.1),
                                       train: Fixed(x: x, y: y))
         #expect(history.records.count == 3)  // the first sets the best; two more without a gain of 10
 
         let diverging = Trainer(maxEpochs: 3)
         diverging.log = { _ in }
         diverging.progressBar = false
+        // An infinite rate is refused up front (as PyTorch does); a huge finite one overflows the weights.
+        #expect(throws: TensorError.self) { try SGD(model.parameters, lr: .infinity) }
         do {
-            try diverging.fit(model: model, loss: CrossEntropyLoss(), optimizer: SGD(model.parameters, lr: .infinity),
+            try diverging.fit(model: model, loss: CrossEntropyLoss(), optimizer: SGD(model.parameters, lr: 1e38),
                               train: Fixed(x: x, y: y))
-            Issue.record("an infinite learning rate trained without complaint")
+            Issue.record("a learning rate of 1e38 trained without complaint")
         } catch let error as TrainingError {
             #expect(error.description.contains("step"))
         }

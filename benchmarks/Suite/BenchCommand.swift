@@ -80,8 +80,8 @@ public struct KernelBench: ParsableCommand {
             if startup {
                 // PoCL compiles each kernel for its work-group size at the first enqueue.
                 let x: Buffer<Float> = try device.buffer(count: 1 << 16)
-                for (name, body) in [("fill_f32", { try runner.kernels.fill(x, value: 1) }),
-                                     ("bench_copy", { try runner.kernels.benchCopy(x, into: x) })] as [(String, () throws -> Void)] {
+                for (name, body) in [("ew_axpy", { try runner.kernels.axpy(alpha: 1, x: x, y: x) }),
+                                     ("bench_copy", { try runner.peakKernels.copy(x, into: x) })] as [(String, () throws -> Void)] {
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     try body()
                     device.queue.finish()

@@ -7,15 +7,15 @@ public enum BenchSuite {
 
     static let header = "op".padding(toLength: 22, withPad: " ", startingAt: 0) + " "
         + "shape".padding(toLength: 18, withPad: " ", startingAt: 0) + " "
-        + ["device ms".leftPad(10), "wall ms".leftPad(10), "GFLOP/s".leftPad(9), "GB/s".leftPad(9),
-           "%peak".leftPad(7), "runs".leftPad(4)].joined(separator: " ")
+        + ["device ms".leftPadded(10), "wall ms".leftPadded(10), "GFLOP/s".leftPadded(9), "GB/s".leftPadded(9),
+           "%peak".leftPadded(7), "runs".leftPadded(4)].joined(separator: " ")
 
     static func row(_ r: BenchResult) -> String {
         func f(_ v: Double?, _ digits: Int = 1) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
         return "\(r.name.padding(toLength: 22, withPad: " ", startingAt: 0)) "
             + "\(r.shape.map(String.init).joined(separator: "x").padding(toLength: 18, withPad: " ", startingAt: 0)) "
-            + "\(f(r.median_ms, 4).leftPad(10)) \(f(r.wall_ms, 4).leftPad(10)) \(f(r.gflops).leftPad(9)) "
-            + "\(f(r.gbps).leftPad(9)) \(f(r.percent_of_peak, 0).leftPad(7)) \(String(r.runs).leftPad(4))"
+            + "\(f(r.median_ms, 4).leftPadded(10)) \(f(r.wall_ms, 4).leftPadded(10)) \(f(r.gflops).leftPadded(9)) "
+            + "\(f(r.gbps).leftPadded(9)) \(f(r.percent_of_peak, 0).leftPadded(7)) \(String(r.runs).leftPadded(4))"
     }
 
     static func run(_ group: String, on runner: BenchRunner) throws -> [BenchResult] {
@@ -31,7 +31,7 @@ public enum BenchSuite {
 
     /// C[m, n] = op(A)·op(B) with op(A) m×k; the name says which transposes.
     static func matmul(_ r: BenchRunner, _ name: String, m: Int, k: Int, n: Int, ta: Bool = false, tb: Bool = false,
-                       bias: Bool = false, activation: MatmulActivation = .none) throws -> BenchResult {
+                       bias: Bool = false, activation: Activation? = nil) throws -> BenchResult {
         let a = try r.device.buffer(randomData(m * k)), b = try r.device.buffer(randomData(k * n))
         let c: Buffer<Float> = try r.device.buffer(count: m * n)
         let biasBuffer = bias ? try r.device.buffer(randomData(n)) : nil
@@ -45,7 +45,7 @@ public enum BenchSuite {
     /// bias and ReLU), weight gradient dW = dYᵀ·X (tn) and input gradient dX = dY·W (nn).
     static func mlpProducts(_ r: BenchRunner) throws -> [BenchResult] {
         var results: [BenchResult] = []
-        for (input, output, act) in [(784, 256, MatmulActivation.relu), (256, 128, .relu), (128, 10, .none)] {
+        for (input, output, act) in [(784, 256, Activation?.some(.relu)), (256, 128, .relu), (128, 10, nil)] {
             results.append(try matmul(r, "mlp fwd \(input)->\(output) nt", m: 128, k: input, n: output, tb: true,
                                       bias: true, activation: act))
             results.append(try matmul(r, "mlp dW \(input)->\(output) tn", m: output, k: 128, n: input, ta: true))
@@ -115,7 +115,8 @@ public enum BenchSuite {
             let runningVar = try r.device.buffer([Float](repeating: 1, count: features))
             // Training forward reads x twice (statistics, then normalisation) and writes y.
             results.append(try r.measure("batchnorm fwd train", shape: [rows, features], bytes: Double(12 * n)) {
-                try r.kernels.batchNormForwardTraining(x: x, rows: rows, features: features, gamma: gamma, beta: beta,
+                try r.kernels.batchNormForwardTraining(x: x, shape: BatchNormShape(samples: rows, channels: features),
+                                                       gamma: gamma, beta: beta,
                                                        runningMean: runningMean, runningVar: runningVar,
                                                        y: y, saveMean: mean, saveInvstd: invstd)
             })
@@ -123,7 +124,8 @@ public enum BenchSuite {
             let dgamma: Buffer<Float> = try r.device.buffer(count: features), dbeta: Buffer<Float> = try r.device.buffer(count: features)
             // Backward reads x and dy for the sums, again for dx, and writes dx.
             results.append(try r.measure("batchnorm backward", shape: [rows, features], bytes: Double(20 * n)) {
-                try r.kernels.batchNormBackward(x: x, dy: y, rows: rows, features: features, gamma: gamma, saveMean: mean,
+                try r.kernels.batchNormBackward(x: x, dy: y, shape: BatchNormShape(samples: rows, channels: features),
+                                                gamma: gamma, saveMean: mean,
                                                 saveInvstd: invstd, dx: dx, dgamma: dgamma, dbeta: dbeta)
             })
         }
@@ -138,8 +140,4 @@ public enum BenchSuite {
             return Float(state >> 40) / Float(1 << 23) - 1
         }
     }
-}
-
-extension String {
-    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -19,7 +19,7 @@ public struct BenchResult: Codable, Sendable {
     public var launches: Int
 }
 
-/// The device's own ceilings, from the microkernels in `kernels.cl`.
+/// The device's own ceilings, from the suite's microkernels (`PeakKernels`).
 public struct Peak: Codable, Sendable {
     public var gflops: Double
     public var gbps: Double
@@ -30,14 +30,18 @@ public struct Peak: Codable, Sendable {
 public final class BenchRunner {
     public let device: Device
     public let kernels: KernelLibrary
+    public let peakKernels: PeakKernels
     public let warmup: Int
     public let repeats: Int
     public var peak: Peak?
 
     public init(device: Device, warmup: Int = 3, repeats: Int = 10) throws {
-        precondition(device.queue.profiling, "the benchmark device needs a profiling queue")
+        guard device.queue.profiling else {
+            throw ShapeError("The benchmark suite needs a device opened with profiling (Device.open(_:profiling: true)).")
+        }
         self.device = device
         self.kernels = try KernelLibrary.shared(for: device)
+        self.peakKernels = try PeakKernels(device: device, config: kernels.config)
         self.warmup = warmup
         self.repeats = max(repeats, 1)
     }
@@ -82,7 +86,7 @@ public final class BenchRunner {
         let out: Buffer<Float> = try device.buffer(count: items * width)
         let fmaFlops = Double(items) * Double(iterations) * 4 * 8 * Double(width) * 2
         let fma = try measure("peak_fma", shape: [items, iterations], flops: fmaFlops) {
-            try kernels.benchFMA(iterations: iterations, items: items, out: out)
+            try peakKernels.fma(iterations: iterations, items: items, out: out)
         }
 
         let n = 16 << 20  // 64 MiB of floats
@@ -90,19 +94,19 @@ public final class BenchRunner {
         let y: Buffer<Float> = try device.buffer(count: n)
         try x.fill(1)
         let copy = try measure("peak_copy", shape: [n], bytes: Double(2 * n * 4)) {
-            try kernels.benchCopy(x, into: y)
+            try peakKernels.copy(x, into: y)
         }
 
         // Launch latency: back-to-back empty kernels on the queue, wall time (no events recorded).
         let count = 2000
         device.queue.profiler.enabled = false
         defer { device.queue.profiler.enabled = true }
-        for _ in 0..<50 { try kernels.benchEmpty(out) }
+        for _ in 0..<50 { try peakKernels.empty(out) }
         device.queue.finish()
         var perLaunch: [Double] = []
         for _ in 0..<5 {
             let start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<count { try kernels.benchEmpty(out) }
+            for _ in 0..<count { try peakKernels.empty(out) }
             device.queue.finish()
             perLaunch.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e3 / Double(count))
         }

@@ -92,7 +92,7 @@ public struct TrainBench: ParsableCommand {
         -> ([Double], BufferPool.Statistics, Int, Int, Double) {
         RandomState.manualSeed(0)
         let model = try MLPSpec(batchNorm: batchnorm).makeModel(on: device)
-        let optimizer = Adam(model.parameters, lr: 1e-3)
+        let optimizer = try Adam(model.parameters, lr: 1e-3)
         let loader = try DataLoader(train, batchSize: 128, shuffle: true, seed: 0, on: device)
         let trainer = Trainer(maxEpochs: 1, logEvery: 1_000_000)
         trainer.log = { _ in }

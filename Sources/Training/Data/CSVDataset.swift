@@ -23,8 +23,8 @@ public enum CSVColumn: Sendable, Equatable, ExpressibleByStringLiteral, Expressi
 /// `.regression` the target must be numeric too.
 ///
 /// ```swift
-/// let houses = try CSVDataset(url: url, targetColumn: "price", task: .regression)
-/// let iris = try CSVDataset(url: irisURL, targetColumn: 4, task: .classification)
+/// let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
+/// let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
 /// print(iris.classValues)   // ["setosa", "versicolor", "virginica"]
 /// ```
 public struct CSVDataset: Dataset, Sendable {

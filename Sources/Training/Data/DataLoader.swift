@@ -1,3 +1,4 @@
+import KilnSupport
 import KilnDevice
 import KilnTensor
 
@@ -8,12 +9,16 @@ import KilnTensor
 /// batch's tensors (it throws, so a device error surfaces where it happens):
 ///
 /// ```swift
-/// let loader = try DataLoader(train, batchSize: 128, shuffle: true, seed: 1, on: device)
+/// let model = Sequential(try Linear(784, 10))
+/// let optimizer = try SGD(model.parameters, lr: 0.1)
+/// let loader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 1)
 /// for epoch in 0..<10 {
 ///     for batch in try loader.epoch(epoch) {
 ///         let (x, y) = try batch.load()
-///         let loss = try crossEntropy(model(x), y)
-///         ...
+///         let loss = try crossEntropy(logits: model(x), targets: y)
+///         optimizer.zeroGrad()
+///         try loss.backward()
+///         try optimizer.step()
 ///     }
 /// }
 /// ```

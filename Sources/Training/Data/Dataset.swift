@@ -1,3 +1,4 @@
+import KilnSupport
 /// The targets of a dataset: class indices, or rows of real values.
 public enum DatasetTargets: Sendable, Equatable {
     /// One class index in `0..<classes` per sample.

@@ -4,6 +4,7 @@ import Foundation
 /// Gzip detection and bounded decompression of bytes in memory, through the system zlib.
 ///
 /// ```swift
+/// let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
 /// let data = try Data(contentsOf: url)
 /// let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
 /// ```

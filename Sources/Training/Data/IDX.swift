@@ -11,7 +11,7 @@ import Foundation
 /// file instead of crashing or allocating without bound.
 ///
 /// ```swift
-/// let images = try IDXFile(contentsOf: folder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
+/// let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
 /// print(images.dimensions)   // [10000, 28, 28]
 /// ```
 public struct IDXFile: Sendable, Equatable {

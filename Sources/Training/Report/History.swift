@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnDevice
 
 /// What happened in one epoch of training: losses, accuracies, time and learning rate.
@@ -128,6 +129,7 @@ public enum MetricMode: String, Codable, Sendable {
 /// var history = History()
 /// history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
 ///                            seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
+/// let folder = URL(fileURLWithPath: "runs/demo")
 /// try history.writeJSON(to: folder.appendingPathComponent("history.json"))
 /// try history.writeCSV(to: folder.appendingPathComponent("history.csv"))
 /// let best = history.best(metric: "val_accuracy")   // the epoch to keep

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnDevice
 
 /// Self-contained SVG plots of a training run: loss and accuracy curves, a confusion matrix and a
@@ -6,8 +7,11 @@ import KilnDevice
 /// no scripts, no external fonts); `write(_:to:)` saves one atomically.
 ///
 /// ```swift
+/// let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
+/// let folder = URL(fileURLWithPath: "runs/latest")
 /// try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
-/// try SVGPlot.write(SVGPlot.confusionMatrix(matrix, classNames: names), to: folder.appendingPathComponent("confusion.svg"))
+/// let matrix = [[9, 1], [2, 8]]   // rows: true class, columns: predicted
+/// try SVGPlot.write(SVGPlot.confusionMatrix(matrix, classNames: ["cat", "dog"]), to: folder.appendingPathComponent("confusion.svg"))
 /// ```
 public enum SVGPlot {
     /// Writes an SVG document to `url` atomically (temporary file in the same folder, then rename).

@@ -29,10 +29,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 
-    /// A uniform integer in `0..<bound` (`bound` ≥ 1), by Lemire's multiply-and-reject method,
-    /// spelled out here so the result never depends on the standard library's implementation.
+    /// A uniform integer in `0..<bound` by Lemire's multiply-and-reject method, spelled out here
+    /// so the result never depends on the standard library's implementation. A bound of 0 gives 0.
     public mutating func next(below bound: UInt64) -> UInt64 {
-        precondition(bound > 0, "SplitMix64.next(below:) needs a bound of at least 1")
+        guard bound > 0 else { return 0 }
         var product = next().multipliedFullWidth(by: bound)
         if product.low < bound {
             let threshold = (0 &- bound) % bound

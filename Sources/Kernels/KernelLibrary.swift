@@ -1,0 +1,172 @@
+import Foundation
+import KilnDevice
+
+/// A shape or size a launcher cannot accept; thrown before anything is enqueued.
+public struct ShapeError: Error, Sendable, CustomStringConvertible {
+    /// What was wrong, naming the kernel and the shapes.
+    public let description: String
+    /// An error with the given message.
+    public init(_ description: String) { self.description = description }
+}
+
+/// The compiled `kernels.cl` for one device, and one typed launcher per kernel (in the files of
+/// this module, one family each). Built once per device, with `-D` options chosen for the
+/// device (`KernelConfig`). Launchers check shapes, then enqueue without waiting.
+///
+/// ```swift
+/// let device = try Device.shared()
+/// let kernels = try KernelLibrary.shared(for: device)
+/// let x = try device.buffer([1, 2, 3] as [Float]), y = try device.buffer([1, 1, 1] as [Float])
+/// try kernels.axpy(alpha: 2, x: x, y: y)   // y = [3, 5, 7]
+/// ```
+public final class KernelLibrary: @unchecked Sendable {
+    /// The device the kernels run on.
+    public let device: Device
+    /// Strategy, vector width and tile sizes for this device.
+    public let config: KernelConfig
+    /// The built program.
+    public let program: Program
+
+    /// Builds (or fetches from the program caches) the kernel library for `device`.
+    public init(device: Device, config: KernelConfig? = nil) throws {
+        self.device = device
+        self.config = config ?? KernelConfig(for: device.info)
+        program = try device.program(source: kernelSource, options: self.config.buildOptions)
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var libraries: [ObjectIdentifier: KernelLibrary] = [:]
+
+    /// The library of `device`, built on first use and kept for the device's lifetime.
+    public static func shared(for device: Device) throws -> KernelLibrary {
+        try lock.withLock {
+            let key = ObjectIdentifier(device)
+            if let library = libraries[key], library.device === device { return library }
+            let library = try KernelLibrary(device: device)
+            libraries[key] = library
+            return library
+        }
+    }
+
+    /// Whether the GPU paths were built (`KILN_GPU`).
+    var isGPU: Bool { config.isGPU }
+    /// `KILN_VEC`: floats per work-item of the element-wise kernels.
+    var vec: Int { config.vectorWidth }
+
+    /// Enqueues `kernel` over `global` items (rounded up to a multiple of `local`).
+    func launch(_ kernel: KernelName, global: [Int], local: [Int], _ arguments: any KernelArgument...) throws {
+        try launch(kernel, global: global, local: local, arguments: arguments)
+    }
+
+    func launch(_ name: KernelName, global: [Int], local: [Int], arguments: [any KernelArgument]) throws {
+        let kernel = try program.kernel(name.rawValue)
+        // Shrink the group until it fits this kernel's limit on this device.
+        var local = local
+        while local.reduce(1, *) > kernel.maxWorkGroupSize, let i = local.indices.max(by: { local[$0] < local[$1] }),
+              local[i] > 1 {
+            local[i] /= 2
+        }
+        let rounded = zip(global, local).map { ($0 + $1 - 1) / $1 * $1 }
+        try kernel.launch(on: device.queue, global: rounded, local: local, arguments: arguments)
+    }
+
+    /// A 1-D launch over `n` items with the device's element-wise group size.
+    func launch1D(_ kernel: KernelName, _ n: Int, _ arguments: any KernelArgument...) throws {
+        try launch1D(kernel, n, arguments: arguments)
+    }
+
+    func launch1D(_ kernel: KernelName, _ n: Int, arguments: [any KernelArgument]) throws {
+        try launch(kernel, global: [n], local: [config.elementwiseGroup], arguments: arguments)
+    }
+
+    // MARK: Launch shapes shared by the families
+
+    /// Work-items covering `n` floats at `KILN_VEC` per item.
+    func chunks(_ n: Int) -> Int { (n + vec - 1) / vec }
+
+    /// A flat launch over `n` floats, `KILN_VEC` per work-item.
+    func launchFlat(_ kernel: KernelName, count n: Int, arguments: [any KernelArgument]) throws {
+        try launch1D(kernel, chunks(n), arguments: arguments)
+    }
+
+    /// Group size of a GPU tree over `n` values: a power of two from 32 to `KILN_TREE` (256).
+    func treeGroup(_ n: Int) -> Int {
+        var size = 32
+        while size < n && size < 256 { size *= 2 }
+        return size
+    }
+
+    /// Launches a per-row kernel: one work-item per row on a CPU, one tree group per row on a GPU.
+    func launchRows(_ kernel: KernelName, rows: Int, cols: Int, _ arguments: any KernelArgument...) throws {
+        if isGPU {
+            let group = treeGroup(cols)
+            try launch(kernel, global: [rows * group], local: [group], arguments: arguments)
+        } else {
+            try launch(kernel, global: [rows], local: [config.elementwiseGroup], arguments: arguments)
+        }
+    }
+
+    /// Launches a per-column kernel over `outer` matrices: one work-item per `KILN_VEC` columns on a
+    /// CPU, one group per 32 columns (its items splitting the rows) on a GPU.
+    func launchColumns(_ kernel: KernelName, cols: Int, outer: Int, _ arguments: any KernelArgument...) throws {
+        if isGPU {
+            try launch(kernel, global: [(cols + 31) / 32 * 256, outer], local: [256, 1], arguments: arguments)
+        } else {
+            try launch(kernel, global: [chunks(cols), outer], local: [config.elementwiseGroup, 1], arguments: arguments)
+        }
+    }
+
+    /// The chunk length and number of partials of a two-pass full reduction of `n` values: on a CPU
+    /// up to 256 work-items of at least 4096 values; on a GPU up to 1024 groups of 256 items.
+    func partials(_ n: Int) -> (chunk: Int, count: Int) {
+        let maxParts = isGPU ? 1024 : 256
+        var chunk = max(4096, (n + maxParts - 1) / maxParts)
+        chunk = (chunk + 63) / 64 * 64
+        return (chunk, (n + chunk - 1) / chunk)
+    }
+
+    /// Launches a chunked kernel over `parts` chunks: one work-item per chunk on a CPU, one group
+    /// of 256 per chunk on a GPU (`tree` kernels only; serial kernels always get one item per chunk).
+    func launchChunks(_ kernel: KernelName, parts: Int, tree: Bool, _ arguments: any KernelArgument...) throws {
+        if isGPU && tree {
+            try launch(kernel, global: [parts * 256], local: [256], arguments: arguments)
+        } else {
+            try launch(kernel, global: [parts], local: [config.elementwiseGroup], arguments: arguments)
+        }
+    }
+}
+
+/// Shape checks of the launchers; each throws a `ShapeError` naming the op and shapes.
+enum Check {
+    /// The most elements a kernel indexes with its `int` arithmetic.
+    static let maxElements = Int(Int32.max) - 4096
+
+    /// A matrix of rows × cols with both at least 1 and an `int`-indexable size.
+    static func matrix(_ op: String, rows: Int, cols: Int) throws {
+        guard rows >= 1, cols >= 1 else {
+            throw ShapeError("\(op): shape [\(rows), \(cols)] is empty or negative; rows and cols must be at least 1.")
+        }
+        guard rows <= maxElements / cols else {
+            throw ShapeError("\(op): shape [\(rows), \(cols)] has more than \(maxElements) elements.")
+        }
+    }
+
+    /// A vector of `n` elements, 1 ≤ n ≤ maxElements.
+    static func elements(_ op: String, _ n: Int) throws {
+        guard n >= 1, n <= maxElements else {
+            throw ShapeError("\(op): \(n) elements; need 1 to \(maxElements).")
+        }
+    }
+
+    /// `buffer` (called `name`) holds exactly `expected` elements (described as `shape`).
+    static func count<T>(_ op: String, _ name: String, _ buffer: Buffer<T>, _ expected: Int, _ shape: String) throws {
+        guard buffer.count == expected else {
+            throw ShapeError("\(op): \(name) has \(buffer.count) elements but shape \(shape) needs \(expected).")
+        }
+    }
+
+    /// `buffer` holds exactly `expected` elements (described as "[expected]").
+    static func count<T>(_ op: String, _ name: String, _ buffer: Buffer<T>, _ expected: Int) throws {
+        try count(op, name, buffer, expected, "[\(expected)]")
+    }
+}
