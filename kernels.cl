@@ -2215,6 +2215,189 @@ __kernel void linear_act_backward(const int rows, const int cols, const int act,
     }
 }
 
+// =============================================================================================
+// Convolution (im2col, col2im) and pooling over NCHW
+// =============================================================================================
+// The geometry of a 2-D window over x [N, C, H, W] giving [N, C or O, OH, OW], as two int8
+// arguments: g = (N, C, H, W, OH, OW, KH, KW) and s = (SH, SW, PH, PW, DH, DW, -, -): kernel,
+// stride, zero padding and dilation. Window (oh, ow) element (i, j) reads input row
+// oh * SH - PH + i * DH and column ow * SW - PW + j * DW; outside [0, H) x [0, W) it is padding.
+// The backward kernels are gathers (each input element sums the outputs whose windows hold it),
+// never atomics, so results do not depend on scheduling.
+#define KILN_GEOMETRY                                                                           \
+    const int N = g.s0, C = g.s1, H = g.s2, W = g.s3, OH = g.s4, OW = g.s5, KH = g.s6, KW = g.s7; \
+    const int SH = s.s0, SW = s.s1, PH = s.s2, PW = s.s3, DH = s.s4, DW = s.s5
+
+// cols [C*KH*KW, N*OH*OW] from x: row (c, i, j), column (n, oh, ow) holds the input element that
+// kernel position (i, j) of window (oh, ow) sees in channel c of sample n (0 in the padding). A
+// convolution is then W [O, C*KH*KW] · cols, one product per sample. Work-item: one (row, n, oh),
+// writing OW consecutive columns.
+__kernel void conv_im2col(const int8 g, const int8 s, __global const float* x, __global float* cols) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= C * KH * KW * N * OH) return;
+    const int oh = item % OH, rest = item / OH, n = rest % N, row = rest / N;
+    const int j = row % KW, i = row / KW % KH, c = row / (KW * KH);
+    __global float* out = cols + (long)row * (N * OH * OW) + (n * OH + oh) * OW;
+    const int ih = oh * SH - PH + i * DH;
+    if (ih < 0 || ih >= H) {
+        for (int ow = 0; ow < OW; ++ow) out[ow] = 0.0f;
+        return;
+    }
+    __global const float* in = x + ((n * C + c) * H + ih) * W;
+    const int iw0 = j * DW - PW;
+    for (int ow = 0; ow < OW; ++ow) {
+        const int iw = ow * SW + iw0;
+        out[ow] = iw >= 0 && iw < W ? in[iw] : 0.0f;
+    }
+}
+
+// dx [N, C, H, W] from dcols [C*KH*KW, N*OH*OW] (the gradient of cols): each input element sums,
+// in a fixed order, the columns of the windows that read it. Work-item: one (n, c, h) row.
+__kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcols, __global float* dx) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * H) return;
+    const int h = item % H, c = item / H % C, n = item / (H * C);
+    const long rowStride = (long)N * OH * OW;
+    __global float* out = dx + (long)item * W;
+    for (int w = 0; w < W; ++w) {
+        float sum = 0.0f;
+        for (int i = 0; i < KH; ++i) {
+            const int ohs = h + PH - i * DH;
+            if (ohs < 0 || ohs % SH != 0 || ohs / SH >= OH) continue;
+            const int oh = ohs / SH;
+            for (int j = 0; j < KW; ++j) {
+                const int ows = w + PW - j * DW;
+                if (ows < 0 || ows % SW != 0 || ows / SW >= OW) continue;
+                sum += dcols[((c * KH + i) * KW + j) * rowStride + (n * OH + oh) * OW + ows / SW];
+            }
+        }
+        out[w] = sum;
+    }
+}
+
+// Max pooling: y [N, C, OH, OW] = the largest input in each window (padding counts as -inf, so
+// it never wins; NaN does, as in PyTorch), and idx the index h * W + w of the first maximum in its
+// input plane (int32, as PyTorch's indices). Work-item: one (n, c, oh) row.
+__kernel void pool_max(const int8 g, const int8 s, __global const float* x, __global float* y,
+                       __global int* idx) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * OH) return;
+    const int oh = item % OH, plane = item / OH;
+    __global const float* in = x + (long)plane * H * W;
+    for (int ow = 0; ow < OW; ++ow) {
+        float m = -INFINITY;
+        int mi = -1;
+        for (int i = 0; i < KH; ++i) {
+            const int ih = oh * SH - PH + i * DH;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int iw = ow * SW - PW + j * DW;
+                if (iw < 0 || iw >= W) continue;
+                const int at = ih * W + iw;
+                if (mi < 0 || kiln_argmax_beats(in[at], at, m, mi)) { m = in[at]; mi = at; }
+            }
+        }
+        y[(long)item * OW + ow] = m;
+        idx[(long)item * OW + ow] = mi;
+    }
+}
+
+// dx of max pooling: each input element sums dy of the windows whose saved index is itself.
+// Work-item: one (n, c, h) row.
+__kernel void pool_max_backward(const int8 g, const int8 s, __global const float* dy,
+                                __global const int* idx, __global float* dx) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * H) return;
+    const int h = item % H, plane = item / H;
+    const long base = (long)plane * OH * OW;
+    for (int w = 0; w < W; ++w) {
+        float sum = 0.0f;
+        const int at = h * W + w;
+        for (int i = 0; i < KH; ++i) {
+            const int ohs = h + PH - i * DH;
+            if (ohs < 0 || ohs % SH != 0 || ohs / SH >= OH) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int ows = w + PW - j * DW;
+                if (ows < 0 || ows % SW != 0 || ows / SW >= OW) continue;
+                const long o = base + (ohs / SH) * OW + ows / SW;
+                if (idx[o] == at) sum += dy[o];
+            }
+        }
+        dx[(long)item * W + w] = sum;
+    }
+}
+
+// Average pooling with the padding counted (PyTorch's count_include_pad=True): the window's sum
+// over KH * KW. Work-item: one (n, c, oh) row.
+__kernel void pool_avg(const int8 g, const int8 s, __global const float* x, __global float* y) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * OH) return;
+    const int oh = item % OH, plane = item / OH;
+    __global const float* in = x + (long)plane * H * W;
+    const float scale = 1.0f / (float)(KH * KW);
+    for (int ow = 0; ow < OW; ++ow) {
+        float sum = 0.0f;
+        for (int i = 0; i < KH; ++i) {
+            const int ih = oh * SH - PH + i * DH;
+            if (ih < 0 || ih >= H) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int iw = ow * SW - PW + j * DW;
+                if (iw >= 0 && iw < W) sum += in[ih * W + iw];
+            }
+        }
+        y[(long)item * OW + ow] = sum * scale;
+    }
+}
+
+// dx of average pooling: each input element sums dy / (KH * KW) over the windows that hold it.
+__kernel void pool_avg_backward(const int8 g, const int8 s, __global const float* dy, __global float* dx) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * H) return;
+    const int h = item % H, plane = item / H;
+    const long base = (long)plane * OH * OW;
+    const float scale = 1.0f / (float)(KH * KW);
+    for (int w = 0; w < W; ++w) {
+        float sum = 0.0f;
+        for (int i = 0; i < KH; ++i) {
+            const int ohs = h + PH - i * DH;
+            if (ohs < 0 || ohs % SH != 0 || ohs / SH >= OH) continue;
+            for (int j = 0; j < KW; ++j) {
+                const int ows = w + PW - j * DW;
+                if (ows < 0 || ows % SW != 0 || ows / SW >= OW) continue;
+                sum += dy[base + (ohs / SH) * OW + ows / SW];
+            }
+        }
+        dx[(long)item * W + w] = sum * scale;
+    }
+}
+
+// Data augmentation of image batches x [N, C, H, W] on the device: a random crop of H x W from the
+// image zero-padded by `pad` on every side, and a horizontal flip with probability 1/2, per image,
+// from its four Philox words r[4n .. 4n+4) (philox_bits): the crop's row offset is word 0 mod
+// 2 pad + 1, its column offset word 1 mod 2 pad + 1, the flip the top bit of word 2.
+__kernel void augment_crop_flip(const int N, const int C, const int H, const int W, const int pad,
+                                __global const uint* r, __global const float* x, __global float* y) {
+    const int item = get_global_id(0);
+    if (item >= N * C * H) return;
+    const int h = item % H, n = item / (C * H);
+    const uint span = (uint)(2 * pad + 1);
+    const int dy = (int)(r[4 * n] % span) - pad, dx = (int)(r[4 * n + 1] % span) - pad;
+    const int flip = r[4 * n + 2] >> 31;
+    const int ih = h + dy;
+    __global const float* in = x + (long)(item - h) * W + (long)ih * W;
+    __global float* out = y + (long)item * W;
+    for (int w = 0; w < W; ++w) {
+        const int iw = (flip ? W - 1 - w : w) + dx;
+        out[w] = ih >= 0 && ih < H && iw >= 0 && iw < W ? in[iw] : 0.0f;
+    }
+}
+
 #else  // KILN_BENCH
 
 // =============================================================================================

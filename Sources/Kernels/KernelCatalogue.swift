@@ -73,6 +73,15 @@ public enum KernelName: String, CaseIterable, Sendable {
     case matmulSmallTT = "matmul_small_tt"
     case linearActBackward = "linear_act_backward"
 
+    // Convolution, pooling and augmentation over NCHW
+    case convIm2col = "conv_im2col"
+    case convCol2im = "conv_col2im"
+    case poolMax = "pool_max"
+    case poolMaxBackward = "pool_max_backward"
+    case poolAvg = "pool_avg"
+    case poolAvgBackward = "pool_avg_backward"
+    case augmentCropFlip = "augment_crop_flip"
+
     /// Whether the program built for `kind` has this kernel (the small matmul tiles are CPU-only).
     public func isBuilt(for kind: DeviceKind) -> Bool {
         switch self {

@@ -43,6 +43,39 @@ struct DataMovementTests {
         }
     }
 
+    @Test("strided copies at any rank: permutes, a broadcast source, a strided destination; nothing else changes")
+    func stridedCopy() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let source = randomFloats(2 * 3 * 5 * 7, seed: 6)
+            let src = try device.buffer(source)
+            // [2, 3, 5, 7] read as its permutation [7, 2, 5, 3] (order 3, 0, 2, 1) into a contiguous buffer.
+            let shape = [7, 2, 5, 3], strides = [1, 105, 7, 35]
+            let out = try device.buffer(Float.self, count: 210)
+            try kernels.copy(shape: shape, from: StridedBuffer(src, strides: strides), to: StridedBuffer(out, contiguous: shape))
+            let expected = (0..<210).map { i -> Float in
+                let (a, b, c, d) = (i / 30, i / 15 % 2, i / 3 % 5, i % 3)
+                return source[a * 1 + b * 105 + c * 7 + d * 35]
+            }
+            #expect(try out.toArray() == expected, "\(EW.path(kernels)) permute")
+            // A [5] row broadcast to [4, 5] (stride 0) into the middle of a wider [4, 9] matrix.
+            let wide = try device.buffer([Float](repeating: -1, count: 36))
+            try kernels.copy(shape: [4, 5], from: StridedBuffer(src, offset: 3, strides: [0, 1]),
+                             to: StridedBuffer(wide, offset: 2, strides: [9, 1]))
+            var expectedWide = [Float](repeating: -1, count: 36)
+            for r in 0..<4 { for c in 0..<5 { expectedWide[2 + r * 9 + c] = source[3 + c] } }
+            #expect(try wide.toArray() == expectedWide, "\(EW.path(kernels)) broadcast into a block")
+        }
+        let kernels = try TestDevice.kernels()
+        let b = try kernels.device.buffer(Float.self, count: 10)
+        #expect(throws: ShapeError.self) {
+            try kernels.copy(shape: [2, 5], from: StridedBuffer(b, strides: [5, 1]), to: StridedBuffer(b, strides: [0, 1]))
+        }
+        #expect(throws: ShapeError.self) {
+            try kernels.copy(shape: [1, 5], from: StridedBuffer(b, strides: [5, 1]), to: StridedBuffer(b, offset: 3, strides: [5, 1]))
+        }
+    }
+
     @Test("gather rows by a shuffled index; out-of-range indices give zero rows")
     func gatherRows() throws {
         for kernels in try EW.libraries() {

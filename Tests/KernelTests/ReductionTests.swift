@@ -99,6 +99,35 @@ struct ReductionTests {
         }
     }
 
+    @Test("sum, mean, max and argmax over the middle axis of [outer, length, inner]",
+          arguments: [(1, 7, 13), (3, 1, 5), (5, 129, 1), (7, 13, 257), (2, 1000, 31), (64, 3, 16)])
+    func middle(outer: Int, length: Int, inner: Int) throws {
+        for kernels in try EW.libraries() {
+            let x = EW.floatsWithTies(outer * length * inner, seed: UInt64(outer + length + inner))
+            let xb = try kernels.device.buffer(x), out = try kernels.device.buffer(Float.self, count: outer * inner)
+            for op in ReductionOp.allCases {
+                try kernels.reduce(op, xb, outer: outer, length: length, inner: inner, into: out)
+                let expected = (0..<outer * inner).map { j -> Double in
+                    let (o, i) = (j / inner, j % inner)
+                    let column = (0..<length).map { Double(x[(o * length + $0) * inner + i]) }
+                    switch op {
+                    case .sum: return column.reduce(0, +)
+                    case .mean: return column.reduce(0, +) / Double(length)
+                    case .max: return column.max() ?? -.infinity
+                    }
+                }
+                expectClose(try out.toArray(), expected, rtol: 1e-5, atol: 1e-5, "\(EW.path(kernels)) \(op) [\(outer), \(length), \(inner)]")
+            }
+            let indices = try kernels.device.buffer(Int32.self, count: outer * inner)
+            try kernels.argmax(xb, outer: outer, length: length, inner: inner, into: indices)
+            let expected = (0..<outer * inner).map { j -> Int32 in
+                let (o, i) = (j / inner, j % inner)
+                return EWRef.argmax((0..<length).map { x[(o * length + $0) * inner + i] })
+            }
+            #expect(try indices.toArray() == expected, "\(EW.path(kernels)) argmax [\(outer), \(length), \(inner)]")
+        }
+    }
+
     @Test("results are bitwise identical run after run")
     func deterministic() throws {
         for kernels in try EW.libraries() {

@@ -21,10 +21,6 @@ func parityFixtureFiles() -> [URL] {
 
 /// A fixture's spec (see Tests/Fixtures/parity/README.md).
 struct ParitySpec: Decodable {
-    struct Layer: Decodable {
-        var type: String
-        var `in`: Int?, out: Int?, bias: Bool?, features: Int?, eps: Double?, momentum: Double?, slope: Double?
-    }
     struct LossSpec: Decodable { var type: String; var label_smoothing: Double? }
     struct OptimizerSpec: Decodable {
         var type: String
@@ -33,7 +29,6 @@ struct ParitySpec: Decodable {
         var betas: [Double]?, eps: Double?, alpha: Double?, centered: Bool?
     }
     struct Tolerance: Decodable { var rtol: Double; var atol: Double }
-    var layers: [Layer]
     var loss: LossSpec
     var optimizer: OptimizerSpec
     var steps: Int
@@ -67,26 +62,8 @@ func runParityFixture(_ url: URL, on device: Device) throws -> (compared: Int, f
         }
     }
 
-    // The model, as nn.Sequential would name it.
-    let layers: [Module] = try spec.layers.map { layer in
-        switch layer.type {
-        case "Linear":
-            guard let i = layer.in, let o = layer.out else { throw ParityFailure(description: "Linear needs in and out") }
-            return try Linear(i, o, bias: layer.bias ?? true, on: device)
-        case "BatchNorm1d":
-            guard let f = layer.features else { throw ParityFailure(description: "BatchNorm1d needs features") }
-            return try Tensor.withDevice(device) {
-                try BatchNorm1d(f, eps: Float(layer.eps ?? 1e-5), momentum: Float(layer.momentum ?? 0.1))
-            }
-        case "ReLU": return ReLU()
-        case "LeakyReLU": return LeakyReLU(Float(layer.slope ?? 0.01))
-        case "Sigmoid": return Sigmoid()
-        case "Tanh": return Tanh()
-        case "GELU": return GELU()
-        default: throw ParityFailure(description: "unknown layer type \(layer.type)")
-        }
-    }
-    let model = Sequential(layers)
+    // The model, as nn.Sequential would name it, from the fixture's own layer list.
+    let model = try ModelSpec.parse(Data(specText.utf8)).makeModel(on: device)
     var initial: [String: Tensor] = [:]
     for (name, t) in file.tensors where name.hasPrefix("param.") || name.hasPrefix("buffer.") {
         let key = String(name.drop { $0 != "." }.dropFirst())

@@ -41,6 +41,44 @@ CASES = {
         loss={"type": "CrossEntropy"},
         optimizer={"type": "RMSprop", "lr": 5e-3, "alpha": 0.9, "eps": 1e-6},
         batch=11),
+    # Convolutional: input_shape [C, H, W]; strides, paddings, kernels 1/3/5, both poolings.
+    "cnn_stride2_pad2_k5_nobias_tanh_avgpool_pad_nesterov": dict(
+        input_shape=[2, 11, 9],
+        layers=[{"type": "Conv2d", "in": 2, "out": 5, "kernel": 5, "stride": 2, "padding": 2, "bias": False},
+                {"type": "Tanh"}, {"type": "AvgPool2d", "kernel": 3, "stride": 2, "padding": 1}, {"type": "Flatten"},
+                {"type": "Linear", "in": 45, "out": 4}],
+        loss={"type": "CrossEntropy"},
+        optimizer={"type": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+        batch=7),
+    "cnn_two_convs_bn2d_maxpool3_gelu_adamw": dict(
+        input_shape=[3, 13, 13],
+        layers=[{"type": "Conv2d", "in": 3, "out": 8, "kernel": 3, "padding": 1, "bias": False}, {"type": "BatchNorm2d", "features": 8},
+                {"type": "GELU"}, {"type": "MaxPool2d", "kernel": 3, "stride": 2, "padding": 1},
+                {"type": "Conv2d", "in": 8, "out": 6, "kernel": 3, "bias": False}, {"type": "BatchNorm2d", "features": 6, "eps": 1e-3, "momentum": 0.2},
+                {"type": "ReLU"}, {"type": "Flatten"}, {"type": "Linear", "in": 150, "out": 5}],
+        loss={"type": "CrossEntropy", "label_smoothing": 0.1},
+        optimizer={"type": "AdamW", "lr": 5e-3},
+        batch=6),
+    "cnn_k1_stride3_leaky_mse_rmsprop": dict(
+        input_shape=[4, 10, 10],
+        layers=[{"type": "Conv2d", "in": 4, "out": 3, "kernel": 1}, {"type": "LeakyReLU", "slope": 0.1},
+                {"type": "Conv2d", "in": 3, "out": 2, "kernel": 3, "stride": 3}, {"type": "Sigmoid"},
+                {"type": "Flatten"}, {"type": "Linear", "in": 18, "out": 3}],
+        loss={"type": "MSE"},
+        optimizer={"type": "RMSprop", "lr": 1e-2},
+        batch=5),
+    # A convolution's bias before batch norm has a gradient of exactly 0 in exact arithmetic, which
+    # Adam turns into steps of ±lr from rounding noise: no fixture can pin those, so these have none.
+    "cnn_mnist_like_relu_maxpool_adam": dict(
+        input_shape=[1, 28, 28],
+        layers=[{"type": "Conv2d", "in": 1, "out": 4, "kernel": 3, "padding": 1, "bias": False}, {"type": "BatchNorm2d", "features": 4},
+                {"type": "ReLU"}, {"type": "MaxPool2d", "kernel": 2},
+                {"type": "Conv2d", "in": 4, "out": 8, "kernel": 3, "padding": 1, "bias": False}, {"type": "BatchNorm2d", "features": 8},
+                {"type": "ReLU"}, {"type": "MaxPool2d", "kernel": 2}, {"type": "Flatten"},
+                {"type": "Linear", "in": 392, "out": 16}, {"type": "ReLU"}, {"type": "Linear", "in": 16, "out": 10}],
+        loss={"type": "CrossEntropy"},
+        optimizer={"type": "Adam", "lr": 1e-3},
+        batch=9),
 }
 
 
@@ -48,7 +86,18 @@ def build(layers):
     modules = []
     for spec in layers:
         t = spec["type"]
-        if t == "Linear":
+        if t == "Conv2d":
+            modules.append(torch.nn.Conv2d(spec["in"], spec["out"], spec["kernel"], stride=spec.get("stride", 1),
+                                           padding=spec.get("padding", 0), bias=spec.get("bias", True)))
+        elif t == "MaxPool2d":
+            modules.append(torch.nn.MaxPool2d(spec["kernel"], stride=spec.get("stride"), padding=spec.get("padding", 0)))
+        elif t == "AvgPool2d":
+            modules.append(torch.nn.AvgPool2d(spec["kernel"], stride=spec.get("stride"), padding=spec.get("padding", 0)))
+        elif t == "BatchNorm2d":
+            modules.append(torch.nn.BatchNorm2d(spec["features"], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1)))
+        elif t == "Flatten":
+            modules.append(torch.nn.Flatten())
+        elif t == "Linear":
             modules.append(torch.nn.Linear(spec["in"], spec["out"], bias=spec.get("bias", True)))
         elif t == "BatchNorm1d":
             modules.append(torch.nn.BatchNorm1d(spec["features"], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1)))
@@ -77,8 +126,8 @@ def make(name, case, folder, steps=3):
     torch.manual_seed(abs(hash(name)) % 1000)
     model = build(case["layers"])
     out_features = [l for l in case["layers"] if l["type"] == "Linear"][-1]["out"]
-    in_features = case["layers"][0]["in"]
-    x = torch.randn(case["batch"], in_features)
+    shape = case.get("input_shape", [case["layers"][0]["in"]])
+    x = torch.randn(case["batch"], *shape)
     if case["loss"]["type"] == "MSE":
         target = torch.randn(case["batch"], out_features)
         loss_fn = torch.nn.MSELoss()
@@ -114,6 +163,7 @@ def make(name, case, folder, steps=3):
     with torch.no_grad():
         tensors["eval.logits"] = model(x).clone()
     spec = {"layers": case["layers"], "loss": case["loss"], "optimizer": case["optimizer"], "steps": steps,
+            **({"input_shape": case["input_shape"]} if "input_shape" in case else {}),
             "tolerance": {"forward": {"rtol": 1e-4, "atol": 1e-5}, "grad": {"rtol": 1e-3, "atol": 1e-5},
                           "step": {"rtol": 1e-3, "atol": 1e-4}}}
     save_file({k: v.contiguous() for k, v in tensors.items()}, f"{folder}/{name}.safetensors",

@@ -1,0 +1,159 @@
+import Foundation
+import KilnDevice
+import KilnKernels
+import KilnTestSupport
+import Testing
+
+/// A window case: N, C, H, W, kernel, stride, padding, dilation (rows, columns).
+struct WindowCase: CustomStringConvertible, Sendable {
+    let n: Int, c: Int, h: Int, w: Int, k: (Int, Int), s: (Int, Int), p: (Int, Int), d: (Int, Int)
+    var description: String { "[\(n), \(c), \(h), \(w)] k\(k) s\(s) p\(p) d\(d)" }
+    func geometry() throws -> WindowGeometry {
+        try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: k, stride: s, padding: p, dilation: d)
+    }
+}
+
+/// Kernel sizes 1, 3, 5 and a rectangle; strides 1, 2, 3; paddings 0, 1, 2; dilations 1, 2; odd
+/// images; one channel and several.
+let convolutionCases: [WindowCase] = [
+    WindowCase(n: 1, c: 1, h: 5, w: 5, k: (1, 1), s: (1, 1), p: (0, 0), d: (1, 1)),
+    WindowCase(n: 2, c: 3, h: 7, w: 9, k: (3, 3), s: (1, 1), p: (1, 1), d: (1, 1)),
+    WindowCase(n: 2, c: 3, h: 11, w: 10, k: (5, 5), s: (2, 2), p: (2, 2), d: (1, 1)),
+    WindowCase(n: 1, c: 2, h: 9, w: 13, k: (3, 3), s: (3, 3), p: (0, 0), d: (1, 1)),
+    WindowCase(n: 2, c: 4, h: 13, w: 7, k: (3, 3), s: (2, 2), p: (1, 1), d: (2, 2)),
+    WindowCase(n: 3, c: 1, h: 8, w: 8, k: (5, 5), s: (1, 1), p: (2, 2), d: (2, 2)),
+    WindowCase(n: 2, c: 2, h: 9, w: 10, k: (3, 5), s: (2, 1), p: (1, 2), d: (1, 1)),
+    WindowCase(n: 4, c: 32, h: 14, w: 14, k: (3, 3), s: (1, 1), p: (1, 1), d: (1, 1)),
+]
+
+/// Input element (n, c, ih, iw), 0 outside the image (the zero padding).
+func padded(_ x: [Float], _ t: WindowCase, _ n: Int, _ c: Int, _ ih: Int, _ iw: Int) -> Double {
+    guard ih >= 0, ih < t.h, iw >= 0, iw < t.w else { return 0 }
+    return Double(x[((n * t.c + c) * t.h + ih) * t.w + iw])
+}
+
+@Suite("Convolution and pooling kernels")
+struct ConvolutionKernelTests {
+    @Test("im2col and col2im against the Double reference, on both paths", arguments: convolutionCases)
+    func im2colAndCol2im(t: WindowCase) throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let g = try t.geometry()
+            let (oh, ow) = (g.outputHeight, g.outputWidth)
+            let x = randomFloats(t.n * t.c * t.h * t.w, seed: 3)
+            let columns = t.n * oh * ow
+            let cols = try device.buffer(Float.self, count: g.patchSize * columns)
+            try kernels.im2col(device.buffer(x), g, into: cols)
+            var expected = [Double](repeating: 0, count: g.patchSize * columns)
+            for c in 0..<t.c { for i in 0..<t.k.0 { for j in 0..<t.k.1 {
+                let row = (c * t.k.0 + i) * t.k.1 + j
+                for n in 0..<t.n { for a in 0..<oh { for b in 0..<ow {
+                    expected[row * columns + (n * oh + a) * ow + b] =
+                        padded(x, t, n, c, a * t.s.0 - t.p.0 + i * t.d.0, b * t.s.1 - t.p.1 + j * t.d.1)
+                } } }
+            } } }
+            #expect(try cols.toArray().map(Double.init) == expected, "\(EW.path(kernels)) im2col \(t)")
+            // col2im is im2col's adjoint: <im2col(x), y> = <x, col2im(y)> for any y.
+            let y = randomFloats(g.patchSize * columns, seed: 4)
+            let dx = try device.buffer(Float.self, count: x.count)
+            try kernels.col2im(device.buffer(y), g, into: dx)
+            let lhs = zip(expected, y).reduce(0.0) { $0 + $1.0 * Double($1.1) }
+            let rhs = zip(x, try dx.toArray()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            #expect(abs(lhs - rhs) <= 1e-4 * max(1, abs(lhs)), "\(EW.path(kernels)) col2im adjoint \(t): \(lhs) vs \(rhs)")
+        }
+    }
+
+    static let poolCases: [WindowCase] = [
+        WindowCase(n: 2, c: 3, h: 8, w: 8, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
+        WindowCase(n: 1, c: 2, h: 7, w: 9, k: (3, 3), s: (2, 2), p: (1, 1), d: (1, 1)),
+        WindowCase(n: 2, c: 1, h: 11, w: 6, k: (3, 2), s: (1, 2), p: (1, 0), d: (1, 1)),
+        WindowCase(n: 1, c: 4, h: 13, w: 13, k: (5, 5), s: (3, 3), p: (2, 2), d: (1, 1)),
+    ]
+
+    @Test("max and average pooling, forward and backward, against the Double reference", arguments: poolCases)
+    func pooling(t: WindowCase) throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let g = try t.geometry()
+            let (oh, ow) = (g.outputHeight, g.outputWidth)
+            let x = EW.floatsWithTies(t.n * t.c * t.h * t.w, seed: 5)
+            let dyValues = randomFloats(g.outputCount, seed: 6)
+            var maxRef = [Double](), indexRef = [Int32](), avgRef = [Double]()
+            var dxMax = [Double](repeating: 0, count: x.count), dxAvg = [Double](repeating: 0, count: x.count)
+            for plane in 0..<(t.n * t.c) { for a in 0..<oh { for b in 0..<ow {
+                var best = -Double.infinity, at = -1, sum = 0.0
+                for i in 0..<t.k.0 { for j in 0..<t.k.1 {
+                    let ih = a * t.s.0 - t.p.0 + i, iw = b * t.s.1 - t.p.1 + j
+                    guard ih >= 0, ih < t.h, iw >= 0, iw < t.w else { continue }
+                    let v = Double(x[plane * t.h * t.w + ih * t.w + iw])
+                    sum += v
+                    if at < 0 || v > best { best = v; at = ih * t.w + iw }
+                } }
+                let o = (plane * oh + a) * ow + b
+                maxRef.append(best)
+                indexRef.append(Int32(at))
+                avgRef.append(sum / Double(t.k.0 * t.k.1))
+                dxMax[plane * t.h * t.w + at] += Double(dyValues[o])
+                for i in 0..<t.k.0 { for j in 0..<t.k.1 {
+                    let ih = a * t.s.0 - t.p.0 + i, iw = b * t.s.1 - t.p.1 + j
+                    if ih >= 0, ih < t.h, iw >= 0, iw < t.w {
+                        dxAvg[plane * t.h * t.w + ih * t.w + iw] += Double(dyValues[o]) / Double(t.k.0 * t.k.1)
+                    }
+                } }
+            } } }
+            let xb = try device.buffer(x), y = try device.buffer(Float.self, count: g.outputCount)
+            let indices = try device.buffer(Int32.self, count: g.outputCount)
+            try kernels.maxPool(xb, g, into: y, indices: indices)
+            #expect(try y.toArray().map(Double.init) == maxRef, "\(EW.path(kernels)) max pool \(t)")
+            #expect(try indices.toArray() == indexRef, "\(EW.path(kernels)) max pool indices \(t)")
+            let dy = try device.buffer(dyValues), dx = try device.buffer(Float.self, count: x.count)
+            try kernels.maxPoolBackward(dy, indices: indices, g, into: dx)
+            expectClose(try dx.toArray(), dxMax, rtol: 1e-6, atol: 1e-6, "\(EW.path(kernels)) max pool backward \(t)")
+            try kernels.avgPool(xb, g, into: y)
+            expectClose(try y.toArray(), avgRef, rtol: 1e-6, atol: 1e-6, "\(EW.path(kernels)) avg pool \(t)")
+            try kernels.avgPoolBackward(dy, g, into: dx)
+            expectClose(try dx.toArray(), dxAvg, rtol: 1e-6, atol: 1e-6, "\(EW.path(kernels)) avg pool backward \(t)")
+        }
+    }
+
+    @Test("max pooling propagates NaN and the crop-and-flip augmentation moves pixels as documented")
+    func nanAndAugment() throws {
+        let kernels = try TestDevice.kernels(), device = kernels.device
+        var x = randomFloats(16, seed: 1)
+        x[5] = .nan
+        let g = try WindowGeometry(samples: 1, channels: 1, height: 4, width: 4, kernel: (2, 2), stride: (2, 2))
+        let y = try device.buffer(Float.self, count: 4), indices = try device.buffer(Int32.self, count: 4)
+        try kernels.maxPool(device.buffer(x), g, into: y, indices: indices)
+        #expect(try y.toArray()[0].isNaN && indices.toArray()[0] == 5)
+
+        let (n, h, w, pad) = (6, 5, 7, 2)
+        let images = (0..<(n * h * w)).map { Float($0 + 1) }
+        let out = try device.buffer(Float.self, count: images.count)
+        try kernels.augmentCropFlip(device.buffer(images), samples: n, channels: 1, height: h, width: w, pad: pad,
+                                    seed: 11, offset: 3, into: out)
+        let words = try device.buffer(UInt32.self, count: 4 * n)
+        try kernels.philoxBits(words, seed: 11, offset: 3)
+        let r = try words.toArray(), got = try out.toArray()
+        for i in 0..<n {
+            let dy = Int(r[4 * i] % UInt32(2 * pad + 1)) - pad, dx = Int(r[4 * i + 1] % UInt32(2 * pad + 1)) - pad
+            let flip = r[4 * i + 2] >> 31 == 1
+            for a in 0..<h { for b in 0..<w {
+                let (ih, iw) = (a + dy, (flip ? w - 1 - b : b) + dx)
+                let want: Float = ih >= 0 && ih < h && iw >= 0 && iw < w ? images[(i * h + ih) * w + iw] : 0
+                #expect(got[(i * h + a) * w + b] == want, "image \(i) pixel (\(a), \(b))")
+            } }
+        }
+    }
+
+    @Test("window launchers reject impossible geometries and mismatched buffers")
+    func errors() throws {
+        #expect(throws: ShapeError.self) { try WindowGeometry(samples: 1, channels: 1, height: 2, width: 2, kernel: (3, 3)) }
+        #expect(throws: ShapeError.self) { try WindowGeometry(samples: 1, channels: 1, height: 5, width: 5, kernel: (3, 3), stride: (0, 1)) }
+        #expect(throws: ShapeError.self) { try WindowGeometry(samples: 1, channels: 1, height: 5, width: 5, kernel: (3, 3), padding: (-1, 0)) }
+        let kernels = try TestDevice.kernels()
+        let g = try WindowGeometry(samples: 1, channels: 2, height: 5, width: 5, kernel: (3, 3))
+        let small = try kernels.device.buffer(Float.self, count: 10)
+        #expect(throws: ShapeError.self) { try kernels.im2col(small, g, into: small) }
+        #expect(throws: ShapeError.self) { try kernels.avgPool(small, g, into: small) }
+    }
+}
