@@ -1350,11 +1350,12 @@ __kernel void bn_eval_coefficients(const int C, __global const float* running_me
 }
 
 // The per-channel values v[c] of the KILN_VEC elements from flat index i on (c = i / S % C): one
-// broadcast value when the vector lies in one channel's run (S a multiple of KILN_VEC), else per
-// lane (wrapping to channel 0 at the end of a sample).
+// broadcast value when the vector lies in one channel's run, a vector load when S = 1 and the
+// channels do not wrap, else per lane (wrapping to channel 0 at the end of a sample).
 inline floatv kiln_bn_channel(__global const float* v, const int i, const int C, const int S) {
-    if (S % KILN_VEC == 0) return (floatv)(v[(i / S) % C]);
     if (S == 1 && i % C + KILN_VEC <= C) return vloadv(0, v + i % C);
+    const int first = i / S;
+    if ((i + KILN_VEC - 1) / S == first) return (floatv)(v[first % C]);
     float t[KILN_VEC];
     for (int k = 0; k < KILN_VEC; ++k) t[k] = v[((i + k) / S) % C];
     return vloadv(0, t);
@@ -1808,8 +1809,10 @@ __kernel void rmsprop_step(const int n, const float lr, const float alpha, const
  *    __global float* C, const int ldc,
  *    __global const float* bias,               N floats (M with bit2); any buffer when bit1 is off
  *    const int flags, const float slope,
- *    const int sa, const int sb, const int sc) element strides between the batch's products
+ *    const int sa, const int sb, const int sc, element strides between the batch's products
  *                                              (0: the same matrix for every product)
+ *    const int nb)                             products summed into each C (1: none; a weight
+ *                                              gradient sums one per sample)
  *
  * flags: bit0 accumulate, bit1 add bias, bit2 the bias is per row of C (one per m: a convolution's
  *        channels) instead of per column, bits 4..7 the activation (KILN_ACT_* codes).
@@ -1858,6 +1861,11 @@ __kernel void rmsprop_step(const int n, const float lr, const float alpha, const
 #ifndef KILN_MM_DTN
 #define KILN_MM_DTN 4
 #endif
+/* nt products with K above KILN_MM_DKB run K in blocks of that many (the weight gradient of a
+ * convolution sums over every position of the batch: K = 25088 for a 14 x 14 layer at batch 128). */
+#ifndef KILN_MM_DKB
+#define KILN_MM_DKB 1024
+#endif
 /* Small: products whose whole work is a few microseconds (the MLP head, 128 x 128 x 10).
  * Narrow tiles (KILN_MM_STM rows of one KILN_MM_SVW-float vector) give enough work-items for both
  * cores and keep N >= KILN_MM_SVW on the vectorised path. */
@@ -1903,12 +1911,13 @@ inline void kiln_mm_store1(__global float* c, float x, const float b, const int 
     const int M, const int N, const int K, __global const float *A,                 \
         const int lda, __global const float *B, const int ldb, __global float *C,   \
         const int ldc, __global const float *bias, const int flags,                 \
-        const float slope, const int sa, const int sb, const int sc
+        const float slope, const int sa, const int sb, const int sc, const int nb
 
-/* The batch's product of this work-item: A, B, C moved to it. */
+/* The batch's product of this work-item: A, B, C moved to it. With nb > 1 the work-item sums nb
+ * products, the operands sa and sb apart, into one C (a weight gradient over a batch). */
 #define KILN_MM_BATCH()                                                              \
     const int bz_ = get_global_id(2);                                                \
-    A += bz_ * sa; B += bz_ * sb; C += bz_ * sc
+    A += bz_ * sa * nb; B += bz_ * sb * nb; C += bz_ * sc
 
 /* ------------------------------------------------- outer-product tile (nn/tn/tt)
  * For each k the work-item loads TNV vectors of the "vector" operand (a row of op(B) for nn/tn,
@@ -1928,7 +1937,8 @@ inline void FN(const int S, const int V, const int K,                           
                __global const float* vp, const int v_ld,                            \
                __global float* C, const int c_sld, const int c_vld,                 \
                __global const float* bias, const int b_s, const int b_v,            \
-               const int flags, const float slope)                                  \
+               const int flags, const float slope,                                  \
+               const int nb, const int s_b, const int v_b)                          \
 {                                                                                   \
     const int TV = TNV * VW;                                                        \
     const int2 g = kiln_mm_swizzled_id(SWZ);                                        \
@@ -1940,8 +1950,9 @@ inline void FN(const int S, const int V, const int K,                           
         for (int s = s0; s < S && s < s0 + TM; ++s)                                 \
             for (int v = v0; v < V && v < v0 + TV; ++v) {                           \
                 float x = 0.0f;                                                     \
-                for (int k = 0; k < K; ++k)                                         \
-                    x = fma(sp[s * s_ld + k * s_kst], vp[k * v_ld + v], x);         \
+                for (int p = 0; p < nb; ++p)                                        \
+                    for (int k = 0; k < K; ++k)                                     \
+                        x = fma(sp[p * s_b + s * s_ld + k * s_kst], vp[p * v_b + k * v_ld + v], x); \
                 kiln_mm_store1(C + s * c_sld + v * c_vld, x,                        \
                                (flags & 2) ? bias[s * b_s + v * b_v] : 0.0f, flags, slope); \
             }                                                                       \
@@ -1952,8 +1963,9 @@ inline void FN(const int S, const int V, const int K,                           
     VT acc[TM][TNV];                                                                \
     KILN_UNROLL for (int i = 0; i < TM; ++i)                                        \
         KILN_UNROLL for (int j = 0; j < TNV; ++j) acc[i][j] = 0.0f;                 \
-    __global const float* sk = sp + sl * s_ld;  /* scalar operand at (sl, k) */     \
-    __global const float* vk = vp + vl;         /* vector operand row k */          \
+    for (int p = 0; p < nb; ++p) {                                                  \
+    __global const float* sk = sp + p * s_b + sl * s_ld; /* scalar operand at (sl, k) */ \
+    __global const float* vk = vp + p * v_b + vl;        /* vector operand row k */ \
     for (int kb = 0; kb < K; kb += (KB ? KB : K)) {                                 \
         const int ke = KB ? min(K, kb + KB) : K;                                    \
         for (int k = kb; k < ke; ++k, sk += s_kst, vk += v_ld) {                    \
@@ -1971,6 +1983,7 @@ inline void FN(const int S, const int V, const int K,                           
          * group as a loop over its work-items; the accumulators are saved          \
          * once per slice, which is cheap.) */                                      \
         if (KB) barrier(CLK_GLOBAL_MEM_FENCE);                                      \
+    }                                                                               \
     }                                                                               \
     if (v0 >= V || s0 >= S) return; /* padding work-item: after the barriers */     \
     const int act = (flags >> 4) & 15;                                              \
@@ -2023,44 +2036,65 @@ inline float kiln_mm_hsum(kiln_floatd v) {
  * C = A . B^T with A (M x K) and B (N x K) both contiguous along K: each output is a dot product
  * of two rows.  DTM x DTN outputs at a time keep DTM*DTN vector accumulators; the rows are re-read
  * from cache for each sub-tile. */
-#define KILN_MM_DEFINE_DOT(FN, TM, TN, DTM, DTN, SWZ)                               \
+#define KILN_MM_DEFINE_DOT(FN, TM, TN, DTM, DTN, SWZ, KB)                           \
 inline void FN(const int M, const int N, const int K,                               \
-               __global const float* A, const int lda,                              \
-               __global const float* B, const int ldb,                              \
+               __global const float* A0, const int lda,                             \
+               __global const float* B0, const int ldb,                             \
                __global float* C, const int ldc, __global const float* bias,        \
-               const int flags, const float slope)                                  \
+               const int flags, const float slope, const int nb, const int sa, const int sb) \
 {                                                                                   \
     const int2 g = kiln_mm_swizzled_id(SWZ);                                        \
     const int n0 = g.x * (TN), m0 = g.y * (TM);                                     \
     if (n0 >= N || m0 >= M) return;                                                 \
-    const int K8 = K - K % KILN_MM_DVW;                                             \
-    for (int si = 0; si < (TM) && m0 + si < M; si += DTM)                           \
-        for (int sj = 0; sj < (TN) && n0 + sj < N; sj += DTN) {                     \
-            __global const float* ar[DTM];                                          \
-            __global const float* br[DTN];                                          \
-            KILN_UNROLL for (int i = 0; i < DTM; ++i) ar[i] = A + min(m0 + si + i, M - 1) * lda; \
-            KILN_UNROLL for (int j = 0; j < DTN; ++j) br[j] = B + min(n0 + sj + j, N - 1) * ldb; \
-            kiln_floatd acc[DTM][DTN];                                              \
-            KILN_UNROLL for (int i = 0; i < DTM; ++i)                               \
-                KILN_UNROLL for (int j = 0; j < DTN; ++j) acc[i][j] = 0.0f;         \
-            for (int k = 0; k < K8; k += KILN_MM_DVW) {                             \
-                kiln_floatd a[DTM];                                                 \
-                KILN_UNROLL for (int i = 0; i < DTM; ++i) a[i] = kiln_vloadd(0, ar[i] + k); \
-                KILN_UNROLL for (int j = 0; j < DTN; ++j) {                         \
-                    const kiln_floatd b = kiln_vloadd(0, br[j] + k);                \
-                    KILN_UNROLL for (int i = 0; i < DTM; ++i) acc[i][j] = fma(a[i], b, acc[i][j]); \
+    /* A long K runs in blocks of KB, so a sub-tile's rows stay in cache; partial   \
+     * sums wait in C between blocks, the epilogue runs on the last. (With          \
+     * accumulate, one pass: C holds the old values.) */                            \
+    /* A summed batch (nb products) runs in blocks of several products when K is short: each    \
+     * block's dots accumulate in registers, the partial sums wait in C between blocks. */     \
+    const int kstep = (KB) > 0 && K > (KB) && !(flags & 1) ? (KB) : K;              \
+    const int pstep = kstep == K && (KB) > 0 ? max(1, (KB) / K) : 1;               \
+    for (int pb = 0; pb < nb; pb += pstep)                                          \
+    for (int kb = 0; kb < K; kb += kstep) {                                         \
+        const int pe = min(nb, pb + pstep);                                         \
+        const int ke = min(K, kb + kstep), kv = kb + (ke - kb) / KILN_MM_DVW * KILN_MM_DVW; \
+        const int first = pb == 0 && kb == 0, last = pe == nb && ke == K;           \
+        for (int si = 0; si < (TM) && m0 + si < M; si += DTM)                       \
+            for (int sj = 0; sj < (TN) && n0 + sj < N; sj += DTN) {                 \
+                int rowa[DTM], rowb[DTN];                                           \
+                KILN_UNROLL for (int i = 0; i < DTM; ++i) rowa[i] = min(m0 + si + i, M - 1) * lda; \
+                KILN_UNROLL for (int j = 0; j < DTN; ++j) rowb[j] = min(n0 + sj + j, N - 1) * ldb; \
+                kiln_floatd acc[DTM][DTN];                                          \
+                KILN_UNROLL for (int i = 0; i < DTM; ++i)                           \
+                    KILN_UNROLL for (int j = 0; j < DTN; ++j) acc[i][j] = 0.0f;     \
+                for (int p = pb; p < pe; ++p) {                                     \
+                    __global const float* A = A0 + p * sa;                          \
+                    __global const float* B = B0 + p * sb;                          \
+                    for (int k = kb; k < kv; k += KILN_MM_DVW) {                    \
+                        kiln_floatd a[DTM];                                         \
+                        KILN_UNROLL for (int i = 0; i < DTM; ++i) a[i] = kiln_vloadd(0, A + rowa[i] + k); \
+                        KILN_UNROLL for (int j = 0; j < DTN; ++j) {                 \
+                            const kiln_floatd b = kiln_vloadd(0, B + rowb[j] + k);  \
+                            KILN_UNROLL for (int i = 0; i < DTM; ++i) acc[i][j] = fma(a[i], b, acc[i][j]); \
+                        }                                                           \
+                    }                                                               \
                 }                                                                   \
+                KILN_UNROLL for (int i = 0; i < DTM; ++i)                           \
+                    KILN_UNROLL for (int j = 0; j < DTN; ++j) {                     \
+                        const int m = m0 + si + i, n = n0 + sj + j;                 \
+                        float x = kiln_mm_hsum(acc[i][j]);                          \
+                        for (int p = pb; p < pe; ++p)                               \
+                            for (int k = kv; k < ke; ++k)                           \
+                                x = fma(A0[p * sa + rowa[i] + k], B0[p * sb + rowb[j] + k], x); \
+                        if (m < M && n < N && si + i < (TM) && sj + j < (TN)) {     \
+                            __global float* c = C + m * ldc + n;                    \
+                            if (!first) x += *c;                                    \
+                            if (last) kiln_mm_store1(c, x, (flags & 2) ? bias[(flags & 4) ? m : n] : 0.0f, \
+                                                     flags, slope);                 \
+                            else *c = x;                                            \
+                        }                                                           \
+                    }                                                               \
             }                                                                       \
-            KILN_UNROLL for (int i = 0; i < DTM; ++i)                               \
-                KILN_UNROLL for (int j = 0; j < DTN; ++j) {                         \
-                    const int m = m0 + si + i, n = n0 + sj + j;                     \
-                    float x = kiln_mm_hsum(acc[i][j]);                              \
-                    for (int k = K8; k < K; ++k) x = fma(ar[i][k], br[j][k], x);    \
-                    if (m < M && n < N && si + i < (TM) && sj + j < (TN))           \
-                        kiln_mm_store1(C + m * ldc + n, x,                          \
-                                       (flags & 2) ? bias[(flags & 4) ? m : n] : 0.0f, flags, slope); \
-                }                                                                   \
-        }                                                                           \
+    }                                                                               \
 }
 
 /* ---------------------------------------------------------------- variants
@@ -2073,31 +2107,31 @@ inline void FN(const int M, const int N, const int K,                           
 __kernel void PFX##nn(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
-    OUTER(M, N, K, A, lda, 1, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope);      \
+    OUTER(M, N, K, A, lda, 1, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope, nb, sa, sb); \
 }                                                                                   \
 __kernel void PFX##tn(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
-    OUTER(M, N, K, A, 1, lda, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope);      \
+    OUTER(M, N, K, A, 1, lda, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope, nb, sa, sb); \
 }                                                                                   \
 __kernel void PFX##tt(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
-    OUTER(N, M, K, B, ldb, 1, A, lda, C, 1, ldc, bias, !rb, rb, flags, slope);      \
+    OUTER(N, M, K, B, ldb, 1, A, lda, C, 1, ldc, bias, !rb, rb, flags, slope, nb, sb, sa); \
 }                                                                                   \
 __kernel void PFX##nt(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
-    DOT(M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope);                       \
+    DOT(M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope, nb, sa, sb);           \
 }
 
 #ifndef KILN_GPU
 /* Small kernels: same bodies, tile KILN_MM_STM x KILN_MM_SVW, one vector per row. */
 KILN_MM_DEFINE_OUTER(kiln_mm_outer_small, KILN_MM_STM, 1, KILN_MM_SVW, 0, 1, kiln_floatsv, kiln_vloadsv, kiln_vstoresv)
-KILN_MM_DEFINE_DOT(kiln_mm_dot_small, KILN_MM_STM, KILN_MM_SVW, KILN_MM_STM, KILN_MM_SDTN, 1)
+KILN_MM_DEFINE_DOT(kiln_mm_dot_small, KILN_MM_STM, KILN_MM_SVW, KILN_MM_STM, KILN_MM_SDTN, 1, KILN_MM_DKB)
 KILN_MM_DEFINE_VARIANTS(matmul_small_, kiln_mm_outer_small, kiln_mm_dot_small)
 
 KILN_MM_DEFINE_OUTER(kiln_mm_outer_main, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, KILN_MM_KB, KILN_MM_SWZ, floatv, vloadv, vstorev)
-KILN_MM_DEFINE_DOT(kiln_mm_dot_main, KILN_MM_TM, KILN_MM_TNV * KILN_VEC, KILN_MM_DTM, KILN_MM_DTN, KILN_MM_SWZ)
+KILN_MM_DEFINE_DOT(kiln_mm_dot_main, KILN_MM_TM, KILN_MM_TNV * KILN_VEC, KILN_MM_DTM, KILN_MM_DTN, KILN_MM_SWZ, KILN_MM_DKB)
 KILN_MM_DEFINE_VARIANTS(matmul_, kiln_mm_outer_main, kiln_mm_dot_main)
 #else
 /* ---------------------------------------------------------------- GPU path
@@ -2125,7 +2159,7 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
                         __local kiln_mm_gtile* restrict Bsp, const int M, const int N, const int K,
                         __global const float *A, const int lda, __global const float *B, const int ldb,
                         __global float *C, const int ldc, __global const float *bias, const int flags,
-                        const float slope) {
+                        const float slope, const int nb, const int sa, const int sb) {
 #define As (*Asp)
 #define Bs (*Bsp)
     const int GL = KILN_MM_GL, GW = KILN_MM_GW, GK = KILN_MM_GK, GT = KILN_MM_GT;
@@ -2136,6 +2170,7 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
     for (int i = 0; i < GW; ++i)
         for (int j = 0; j < GW; ++j) acc[i][j] = 0.0f;
 
+    for (int p = 0; p < nb; ++p, A += sa, B += sb)
     for (int k0 = 0; k0 < K; k0 += GK) {
         /* stage op(A)[m0.., k0..] and op(B)[k0.., n0..]; GT*GK elements each */
         for (int e = tid; e < GT * GK; e += GL * GL) {
@@ -2172,7 +2207,7 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
     void NAME(KILN_MM_ARGS) {                                                       \
         __local kiln_mm_gtile As, Bs;                                               \
         KILN_MM_BATCH();                                                            \
-        kiln_mm_gpu(TA, TB, &As, &Bs, M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope); \
+        kiln_mm_gpu(TA, TB, &As, &Bs, M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope, nb, sa, sb); \
     }
 KILN_MM_GPU_KERNEL(matmul_nn, 0, 0)
 KILN_MM_GPU_KERNEL(matmul_nt, 0, 1)
@@ -2224,43 +2259,76 @@ __kernel void linear_act_backward(const int rows, const int cols, const int act,
 // oh * SH - PH + i * DH and column ow * SW - PW + j * DW; outside [0, H) x [0, W) it is padding.
 // The backward kernels are gathers (each input element sums the outputs whose windows hold it),
 // never atomics, so results do not depend on scheduling.
+// Windows that tile the input: stride = kernel, no padding, no dilation (2 x 2 max pooling).
+#define KILN_TILING(KH, KW, SH, SW, PH, PW, DH, DW) \
+    ((SH) == (KH) && (SW) == (KW) && (PH) == 0 && (PW) == 0 && (DH) == 1 && (DW) == 1)
 #define KILN_GEOMETRY                                                                           \
     const int N = g.s0, C = g.s1, H = g.s2, W = g.s3, OH = g.s4, OW = g.s5, KH = g.s6, KW = g.s7; \
     const int SH = s.s0, SW = s.s1, PH = s.s2, PW = s.s3, DH = s.s4, DW = s.s5
 
-// cols [C*KH*KW, N*OH*OW] from x: row (c, i, j), column (n, oh, ow) holds the input element that
-// kernel position (i, j) of window (oh, ow) sees in channel c of sample n (0 in the padding). A
-// convolution is then W [O, C*KH*KW] · cols, one product per sample. Work-item: one (row, n, oh),
-// writing OW consecutive columns.
+// cols [N, C*KH*KW, OH*OW] from x: for sample n, row (c, i, j) and column (oh, ow) hold the input
+// element that kernel position (i, j) of window (oh, ow) sees in channel c (0 in the padding). A
+// convolution is then W [O, C*KH*KW] · cols[n], one product per sample, each reading its own
+// contiguous block. Work-item: one (row, n, oh), writing OW consecutive columns.
 __kernel void conv_im2col(const int8 g, const int8 s, __global const float* x, __global float* cols) {
     KILN_GEOMETRY;
+    // One work-item per (n, row): a contiguous block of OH * OW outputs, so the index arithmetic
+    // (integer divisions are slow on a CPU device) is paid once per block, not per element.
     const int item = get_global_id(0);
-    if (item >= C * KH * KW * N * OH) return;
-    const int oh = item % OH, rest = item / OH, n = rest % N, row = rest / N;
+    if (item >= N * C * KH * KW) return;
+    const int n = item / (C * KH * KW), row = item - n * (C * KH * KW);
     const int j = row % KW, i = row / KW % KH, c = row / (KW * KH);
-    __global float* out = cols + (long)row * (N * OH * OW) + (n * OH + oh) * OW;
-    const int ih = oh * SH - PH + i * DH;
-    if (ih < 0 || ih >= H) {
-        for (int ow = 0; ow < OW; ++ow) out[ow] = 0.0f;
-        return;
-    }
-    __global const float* in = x + ((n * C + c) * H + ih) * W;
+    __global float* out = cols + (long)item * (OH * OW);
+    __global const float* plane = x + (long)(n * C + c) * H * W;
     const int iw0 = j * DW - PW;
-    for (int ow = 0; ow < OW; ++ow) {
-        const int iw = ow * SW + iw0;
-        out[ow] = iw >= 0 && iw < W ? in[iw] : 0.0f;
+    // Columns [lo, hi) of a stride-1 row read in[ow + iw0]; the rest are padding.
+    const int lo = clamp(-iw0, 0, OW), hi = clamp(W - iw0, lo, OW);
+    for (int oh = 0; oh < OH; ++oh, out += OW) {
+        const int ih = oh * SH - PH + i * DH;
+        if (ih < 0 || ih >= H) {
+            for (int ow = 0; ow < OW; ++ow) out[ow] = 0.0f;
+            continue;
+        }
+        __global const float* in = plane + ih * W;
+        if (SW == 1) {
+            for (int ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
+            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + iw0];
+            for (int ow = hi; ow < OW; ++ow) out[ow] = 0.0f;
+        } else {
+            for (int ow = 0; ow < OW; ++ow) {
+                const int iw = ow * SW + iw0;
+                out[ow] = iw >= 0 && iw < W ? in[iw] : 0.0f;
+            }
+        }
     }
 }
 
-// dx [N, C, H, W] from dcols [C*KH*KW, N*OH*OW] (the gradient of cols): each input element sums,
+// dx [N, C, H, W] from dcols [N, C*KH*KW, OH*OW] (the gradient of cols): each input element sums,
 // in a fixed order, the columns of the windows that read it. Work-item: one (n, c, h) row.
 __kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcols, __global float* dx) {
     KILN_GEOMETRY;
     const int item = get_global_id(0);
     if (item >= N * C * H) return;
     const int h = item % H, c = item / H % C, n = item / (H * C);
-    const long rowStride = (long)N * OH * OW;
+    const int plane = OH * OW;
+    __global const float* sample = dcols + (long)n * C * KH * KW * plane;
     __global float* out = dx + (long)item * W;
+    if (SH == 1 && SW == 1) {
+        // Stride 1: window row oh = h + PH - i * DH and column ow = w + PW - j * DW, no division; for
+        // each kernel position the contributions to this row are one contiguous run of a dcols row.
+        for (int w = 0; w < W; ++w) out[w] = 0.0f;
+        for (int i = 0; i < KH; ++i) {
+            const int oh = h + PH - i * DH;
+            if (oh < 0 || oh >= OH) continue;
+            for (int j = 0; j < KW; ++j) {
+                __global const float* src = sample + ((c * KH + i) * KW + j) * plane + oh * OW;
+                const int shift = PW - j * DW;               // ow = w + shift
+                const int w0 = max(0, -shift), w1 = min(W, OW - shift);
+                for (int w = w0; w < w1; ++w) out[w] += src[w + shift];
+            }
+        }
+        return;
+    }
     for (int w = 0; w < W; ++w) {
         float sum = 0.0f;
         for (int i = 0; i < KH; ++i) {
@@ -2270,7 +2338,7 @@ __kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcol
             for (int j = 0; j < KW; ++j) {
                 const int ows = w + PW - j * DW;
                 if (ows < 0 || ows % SW != 0 || ows / SW >= OW) continue;
-                sum += dcols[((c * KH + i) * KW + j) * rowStride + (n * OH + oh) * OW + ows / SW];
+                sum += sample[((c * KH + i) * KW + j) * plane + oh * OW + ows / SW];
             }
         }
         out[w] = sum;
@@ -2287,6 +2355,22 @@ __kernel void pool_max(const int8 g, const int8 s, __global const float* x, __gl
     if (item >= N * C * OH) return;
     const int oh = item % OH, plane = item / OH;
     __global const float* in = x + (long)plane * H * W;
+    if (KILN_TILING(KH, KW, SH, SW, PH, PW, DH, DW)) {
+        // Windows that tile the image: every window lies inside it, no bounds to check.
+        for (int ow = 0; ow < OW; ++ow) {
+            int mi = oh * KH * W + ow * KW;
+            float m = in[mi];
+            for (int i = 0; i < KH; ++i) {
+                for (int j = 0; j < KW; ++j) {
+                    const int at = (oh * KH + i) * W + ow * KW + j;
+                    if (kiln_argmax_beats(in[at], at, m, mi)) { m = in[at]; mi = at; }
+                }
+            }
+            y[(long)item * OW + ow] = m;
+            idx[(long)item * OW + ow] = mi;
+        }
+        return;
+    }
     for (int ow = 0; ow < OW; ++ow) {
         float m = -INFINITY;
         int mi = -1;
@@ -2314,6 +2398,18 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
     if (item >= N * C * H) return;
     const int h = item % H, plane = item / H;
     const long base = (long)plane * OH * OW;
+    if (KILN_TILING(KH, KW, SH, SW, PH, PW, DH, DW)) {
+        // Each element is in at most one window: (h / KH, w / KW), counted without dividing.
+        const int oh = h / KH;
+        __global float* out = dx + (long)item * W;
+        int ow = 0, j = 0;
+        for (int w = 0; w < W; ++w) {
+            const long o = base + oh * OW + ow;
+            out[w] = oh < OH && ow < OW && idx[o] == h * W + w ? dy[o] : 0.0f;
+            if (++j == KW) { j = 0; ++ow; }
+        }
+        return;
+    }
     for (int w = 0; w < W; ++w) {
         float sum = 0.0f;
         const int at = h * W + w;
@@ -2328,6 +2424,50 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
             }
         }
         dx[(long)item * W + w] = sum;
+    }
+}
+
+// 2 x 2 max pooling with stride 2 (the common case): no window loops and no bounds (the windows
+// tile the image). Work-item: one output row (plane, oh). Same results as pool_max.
+__kernel void pool_max2(const int planes, const int H, const int W, const int OH, const int OW,
+                        __global const float* x, __global float* y, __global int* idx) {
+    const int item = get_global_id(0);
+    if (item >= planes * OH) return;
+    const int plane = item / OH, oh = item - plane * OH;
+    __global const float* in = x + (long)plane * H * W;
+    __global float* out = y + (long)item * OW;
+    __global int* at = idx + (long)item * OW;
+    for (int ow = 0; ow < OW; ++ow) {
+        const int a = (2 * oh) * W + 2 * ow;
+        const float v0 = in[a], v1 = in[a + 1], v2 = in[a + W], v3 = in[a + W + 1];
+        float m = v0;
+        int mi = a;
+        if (kiln_argmax_beats(v1, a + 1, m, mi)) { m = v1; mi = a + 1; }
+        if (kiln_argmax_beats(v2, a + W, m, mi)) { m = v2; mi = a + W; }
+        if (kiln_argmax_beats(v3, a + W + 1, m, mi)) { m = v3; mi = a + W + 1; }
+        out[ow] = m;
+        at[ow] = mi;
+    }
+}
+
+// dx of pool_max2: each output row writes its own two rows of dx (the windows tile the image: no
+// overlap, so no sum and no race); inputs outside every window (an odd last row or column) are
+// zeroed by the launcher beforehand.
+__kernel void pool_max2_backward(const int planes, const int H, const int W, const int OH, const int OW,
+                                 __global const float* dy, __global const int* idx, __global float* dx) {
+    const int item = get_global_id(0);
+    if (item >= planes * OH) return;
+    const int plane = item / OH, oh = item - plane * OH;
+    __global float* out = dx + (long)plane * H * W;
+    __global const float* g = dy + (long)item * OW;
+    __global const int* at = idx + (long)item * OW;
+    for (int ow = 0; ow < OW; ++ow) {
+        const int a = (2 * oh) * W + 2 * ow, m = at[ow];
+        const float v = g[ow];
+        out[a] = m == a ? v : 0.0f;
+        out[a + 1] = m == a + 1 ? v : 0.0f;
+        out[a + W] = m == a + W ? v : 0.0f;
+        out[a + W + 1] = m == a + W + 1 ? v : 0.0f;
     }
 }
 
@@ -2362,6 +2502,16 @@ __kernel void pool_avg_backward(const int8 g, const int8 s, __global const float
     const int h = item % H, plane = item / H;
     const long base = (long)plane * OH * OW;
     const float scale = 1.0f / (float)(KH * KW);
+    if (KILN_TILING(KH, KW, SH, SW, PH, PW, DH, DW)) {
+        const int oh = h / KH;
+        __global float* out = dx + (long)item * W;
+        int ow = 0, j = 0;
+        for (int w = 0; w < W; ++w) {
+            out[w] = oh < OH && ow < OW ? dy[base + oh * OW + ow] * scale : 0.0f;
+            if (++j == KW) { j = 0; ++ow; }
+        }
+        return;
+    }
     for (int w = 0; w < W; ++w) {
         float sum = 0.0f;
         for (int i = 0; i < KH; ++i) {

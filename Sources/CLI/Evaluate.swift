@@ -2,35 +2,16 @@ import ArgumentParser
 import Foundation
 import Kiln
 
-/// Loads a model file: Kiln's (architecture in its metadata) or a plain PyTorch state dict, built
-/// from the architecture flags.
-func loadModel(file: String, architecture: ArchitectureOptions, inputs: Int, classes: Int, device: Device) throws -> Sequential {
-    let url = URL(fileURLWithPath: file)
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        throw Failure(message: "No model file at \(file).")
-    }
-    let contents = try SafeTensorsFile(contentsOf: url)
-    let recorded = try MLPSpec.from(metadata: contents.metadata)
-    let spec = try recorded ?? architecture.spec(inputs: inputs, classes: classes)
-    let model = try spec.makeModel(on: device)
-    do {
-        try Checkpoint.loadModel(model, from: url, device: device)
-    } catch where recorded == nil {
-        throw Failure(message: "\(error)\n\(file) does not record its architecture (a PyTorch state dict?): give it with --hidden, --activation and --batchnorm, as for kiln train.")
-    }
-    return model
-}
-
 /// `kiln evaluate`: test loss, accuracy, per-class accuracy and the confusion matrix.
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model file on the test set: loss, accuracy, per-class accuracy, confusion matrix.")
 
-    @Option(help: ArgumentHelp("A model file (Kiln's, or a PyTorch state dict with --hidden/--activation/--batchnorm).", valueName: "file"))
+    @Option(help: ArgumentHelp("A model file (Kiln's, or a PyTorch state dict with --architecture).", valueName: "file"))
     var model: String
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
-    @OptionGroup var architecture: ArchitectureOptions
+    @OptionGroup var load: LoadOptions
     @Option(help: "Use only the first N test samples.") var limit: Int?
     @Flag(help: "Print JSON.") var json = false
 
@@ -41,8 +22,10 @@ struct Evaluate: ParsableCommand {
     func evaluate() throws {
         let device = try deviceOptions.open()
         let test = try MNISTDataset(folder: dataOptions.folder, split: .test, limit: limit)
-        let network = try loadModel(file: model, architecture: architecture, inputs: test.features, classes: test.classes, device: device)
+        let (network, spec) = try loadModel(file: model, options: load, features: test.features, featureShape: test.featureShape,
+                                            classes: test.classes, device: device)
         let loader = try DataLoader(test, batchSize: 1000, on: device)
+        loader.inputShape = spec.inputShape
         let trainer = Trainer(maxEpochs: 0)
         let (loss, accuracy) = try trainer.evaluate(model: network, loss: CrossEntropyLoss(), data: loader)
         let (predicted, _) = try trainer.predict(model: network, data: loader)
@@ -78,7 +61,7 @@ struct Predict: ParsableCommand {
     var images: String?
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
-    @OptionGroup var architecture: ArchitectureOptions
+    @OptionGroup var load: LoadOptions
 
     func run() throws {
         do { try predict() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
@@ -86,13 +69,14 @@ struct Predict: ParsableCommand {
 
     func predict() throws {
         let device = try deviceOptions.open()
-        let pixels: [Float], count: Int, features: Int, classNames: [String], truth: [Int]?
+        let pixels: [Float], count: Int, features: Int, featureShape: [Int], classNames: [String], truth: [Int]?
         if let images {
             let file = try IDXFile(contentsOf: URL(fileURLWithPath: images))
             guard file.dimensions.count == 3 else {
                 throw ValidationError("\(images) holds \(file.dimensions) values; an image file has [count, rows, columns].")
             }
             count = file.dimensions[0]
+            featureShape = [file.dimensions[1], file.dimensions[2]]
             features = file.dimensions[1] * file.dimensions[2]
             pixels = file.bytes.map { Float($0) / 255 }
             classNames = dataOptions.folder == MNISTDataset.defaultFolder ? MNISTDataset.fashionClassNames : (0..<10).map(String.init)
@@ -108,15 +92,17 @@ struct Predict: ParsableCommand {
                 throw ValidationError("--index \(bad) is out of range: the test set has \(test.count) images.")
             }
             features = test.features
+            featureShape = test.featureShape
             count = chosen.count
             pixels = chosen.flatMap { test.images[$0 * features..<($0 + 1) * features] }
             classNames = test.classNames
             truth = chosen.map { test.labels[$0] }
         }
-        let network = try loadModel(file: model, architecture: architecture, inputs: features, classes: classNames.count, device: device)
+        let (network, spec) = try loadModel(file: model, options: load, features: features, featureShape: featureShape,
+                                            classes: classNames.count, device: device)
         network.eval()
         let probabilities = try withNoGrad {
-            try network(Tensor(pixels, shape: [count, features], on: device)).softmax().toArray()
+            try network(Tensor(pixels, shape: [count] + (spec.inputShape ?? [features]), on: device)).softmax().toArray()
         }
         let classes = probabilities.count / count
         for i in 0..<count {

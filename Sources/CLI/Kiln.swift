@@ -9,7 +9,7 @@ struct KilnCommand: ParsableCommand {
         commandName: "kiln",
         abstract: "Deep learning in Swift on any OpenCL device.",
         version: kilnVersion,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Devices.self, BenchCommand.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, BenchCommand.self])
 }
 
 /// `--device SEL`, shared by every command.

@@ -2,34 +2,6 @@ import ArgumentParser
 import Foundation
 import Kiln
 
-/// The model's shape, shared by `train`, `evaluate` and `predict` (for plain PyTorch state dicts).
-struct ArchitectureOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Hidden layer sizes, comma-separated.", valueName: "sizes"))
-    var hidden = "256,128"
-
-    @Option(help: "Activation between layers: relu, leaky_relu, gelu, tanh or sigmoid.")
-    var activation = "relu"
-
-    @Flag(help: "Add BatchNorm1d after each hidden Linear.")
-    var batchnorm = false
-
-    @Option(help: ArgumentHelp("Dropout probability after each hidden activation.", valueName: "p"))
-    var dropout: Float = 0
-
-    func spec(inputs: Int, classes: Int) throws -> MLPSpec {
-        let sizes = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !hidden.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-            throw ValidationError("--hidden takes positive sizes separated by commas, such as 256,128; got \"\(hidden)\".")
-        }
-        guard let kind = Activation(name: activation) else {
-            throw ValidationError("--activation must be one of relu, leaky_relu, gelu, tanh, sigmoid; got \"\(activation)\".")
-        }
-        guard dropout >= 0, dropout < 1 else { throw ValidationError("--dropout must be in [0, 1); got \(dropout).") }
-        return MLPSpec(inputs: inputs, hidden: sizes.compactMap { $0 }, classes: classes, activation: kind,
-                       batchNorm: batchnorm, dropout: dropout)
-    }
-}
-
 /// `--data DIR`: any MNIST-format folder.
 struct DataOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An MNIST-format folder (train-images-idx3-ubyte.gz, ...).", valueName: "dir"))
@@ -38,15 +10,21 @@ struct DataOptions: ParsableArguments {
     var folder: URL { URL(fileURLWithPath: data) }
 }
 
-/// `kiln train`: trains an MLP on an MNIST-format data set.
+/// `kiln train`: trains a model on an MNIST-format data set.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train an MLP on an MNIST-format data set (Fashion-MNIST by default) and report test accuracy.",
-        discussion: "Writes history.json, history.csv, curves.svg, confusion.svg, samples.svg, model.safetensors and last.safetensors (a checkpoint for --resume) into --out.")
+        abstract: "Train a model (the MLP by default, --model cnn, or your own architecture) on an MNIST-format data set (Fashion-MNIST by default) and report test accuracy.",
+        discussion: """
+            --model FILE.json takes a JSON array of layers (or an object with "layers"), for example             [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2}, {"type": "ReLU"},             {"type": "Flatten"}, {"type": "Linear", "in": 2352, "out": 10}]. Writes history.json, history.csv,             curves.svg, confusion.svg, samples.svg, model.safetensors and last.safetensors (a checkpoint for             --resume) into --out.
+            """)
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
+    @Option(help: ArgumentHelp("The architecture: mlp (with --hidden, --activation, --batchnorm, --dropout), cnn, or FILE.json (a list of layers).", valueName: "name"))
+    var model = "mlp"
     @OptionGroup var architecture: ArchitectureOptions
+    @Flag(help: "Augment the training images on the device: a random crop from a 2-pixel zero padding and a random horizontal flip (image models).")
+    var augment = false
 
     @Option(help: "Epochs to train.") var epochs = 10
     @Option(name: .customLong("batch-size"), help: "Samples per batch.") var batchSize = 128
@@ -83,6 +61,7 @@ struct Train: ParsableCommand {
         if let limit, limit < 2 { throw ValidationError("--limit must be ≥ 2.") }
         if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be ≥ 1.") }
         _ = try architecture.spec(inputs: 1, classes: 1)
+        guard !model.isEmpty else { throw ValidationError("--model takes mlp, cnn or FILE.json; got an empty name.") }
     }
 
     func run() throws {
@@ -106,14 +85,23 @@ struct Train: ParsableCommand {
         }
         print("Data: \(trainSet.count) training, \(validationSet.count) \(valFraction > 0 ? "validation" : "test (validation)") samples from \(dataOptions.data)")
 
-        let spec = try architecture.spec(inputs: full.features, classes: full.classes)
+        let spec = try architecture.architecture(self.model, features: full.features, featureShape: full.featureShape,
+                                                 classes: full.classes)
         let model = try spec.makeModel(on: device)
+        print("Model: \(self.model), \(try spec.parameterCount()) parameters, input \(spec.inputShape ?? [full.features])\(augment ? ", augmented" : "")")
         let optimizer = try makeOptimizer(model.parameters)
         let trainLoader = try DataLoader(trainSet, batchSize: batchSize, shuffle: true, seed: seed, on: device)
         let validationLoader = try DataLoader(validationSet, batchSize: 1000, on: device)
         let testLoader = try DataLoader(test, batchSize: 1000, on: device)
+        for loader in [trainLoader, validationLoader, testLoader] { loader.inputShape = spec.inputShape }
+        if augment {
+            guard spec.inputShape?.count == 3 else {
+                throw ValidationError("--augment needs an image model (its input [C, H, W]); \(self.model) takes \(spec.inputShape ?? [])).")
+            }
+            trainLoader.augmentation = Augmentation(cropPadding: 2)
+        }
 
-        let metadata = [MLPSpec.metadataKey: try spec.json(), "seed": String(seed)]
+        let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed)]
         var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: "val_accuracy", metadata: metadata)]
         switch schedule {
         case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1), base: Double(lr)))

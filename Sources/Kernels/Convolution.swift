@@ -60,6 +60,16 @@ public struct WindowGeometry: Sendable, Equatable, CustomStringConvertible {
 
     public static func == (a: WindowGeometry, b: WindowGeometry) -> Bool { a.description == b.description }
 
+    /// 2 × 2 windows with stride 2, no padding, no dilation: the pooling with its own kernels.
+    var isTwoByTwo: Bool {
+        kernel == (2, 2) && stride == (2, 2) && padding == (0, 0) && dilation == (1, 1)
+    }
+
+    /// (planes, H, W, OH, OW): the arguments of the 2 × 2 kernels.
+    var planeArguments: [any KernelArgument] {
+        [Int32(samples * channels), Int32(height), Int32(width), Int32(outputHeight), Int32(outputWidth)]
+    }
+
     /// The two `int8` arguments of the window kernels.
     var arguments: [any KernelArgument] {
         [SIMD8<Int32>(Int32(samples), Int32(channels), Int32(height), Int32(width), Int32(outputHeight),
@@ -70,9 +80,9 @@ public struct WindowGeometry: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension KernelLibrary {
-    /// Launches im2col: `cols` [C·KH·KW, N·OH·OW] from `x` [N, C, H, W], row (c, i, j) and column
-    /// (n, oh, ow) holding what kernel position (i, j) of window (oh, ow) sees (0 in the padding).
-    /// A convolution is then one product per sample, `weight [O, C·KH·KW] · cols`.
+    /// Launches im2col: `cols` [N, C·KH·KW, OH·OW] from `x` [N, C, H, W]: for sample n, row (c, i, j)
+    /// and column (oh, ow) hold what kernel position (i, j) of window (oh, ow) sees (0 in the
+    /// padding). A convolution is then one product per sample, `weight [O, C·KH·KW] · cols[n]`.
     ///
     /// ```swift
     /// let device = try Device.shared()
@@ -86,11 +96,10 @@ extension KernelLibrary {
         try Check.count("im2col \(window)", "x", x, window.inputCount)
         try Check.matrix("im2col \(window)", rows: window.patchSize, cols: columns)
         try Check.count("im2col \(window)", "cols", cols, window.patchSize * columns)
-        try launch1D(.convIm2col, window.patchSize * window.samples * window.outputHeight,
-                     arguments: window.arguments + [x, cols])
+        try launch1D(.convIm2col, window.samples * window.patchSize, arguments: window.arguments + [x, cols])
     }
 
-    /// Launches col2im as a gather: `dx` [N, C, H, W] from `dcols` [C·KH·KW, N·OH·OW], each input
+    /// Launches col2im as a gather: `dx` [N, C, H, W] from `dcols` [N, C·KH·KW, OH·OW], each input
     /// element summing (in a fixed order) the entries of the windows that read it.
     public func col2im(_ dcols: Buffer<Float>, _ window: WindowGeometry, into dx: Buffer<Float>) throws {
         let columns = window.samples * window.outputPlane
@@ -105,6 +114,11 @@ extension KernelLibrary {
     public func maxPool(_ x: Buffer<Float>, _ window: WindowGeometry, into y: Buffer<Float>, indices: Buffer<Int32>) throws {
         try checkPool("maxPool", window, x, y)
         try Check.count("maxPool \(window)", "indices", indices, window.outputCount)
+        if window.isTwoByTwo {
+            try launch1D(.poolMax2, window.samples * window.channels * window.outputHeight,
+                         arguments: window.planeArguments + [x, y, indices])
+            return
+        }
         try launch1D(.poolMax, window.samples * window.channels * window.outputHeight, arguments: window.arguments + [x, y, indices])
     }
 
@@ -114,6 +128,13 @@ extension KernelLibrary {
                                 into dx: Buffer<Float>) throws {
         try checkPool("maxPoolBackward", window, dx, dy)
         try Check.count("maxPoolBackward \(window)", "indices", indices, window.outputCount)
+        if window.isTwoByTwo {
+            // An odd last row or column belongs to no window: zero it (all of dx, simplest) first.
+            if window.height % 2 != 0 || window.width % 2 != 0 { try dx.fill(0) }
+            try launch1D(.poolMax2Backward, window.samples * window.channels * window.outputHeight,
+                         arguments: window.planeArguments + [dy, indices, dx])
+            return
+        }
         try launch1D(.poolMaxBackward, window.samples * window.channels * window.height,
                      arguments: window.arguments + [dy, indices, dx])
     }

@@ -78,6 +78,8 @@ public enum KernelName: String, CaseIterable, Sendable {
     case convCol2im = "conv_col2im"
     case poolMax = "pool_max"
     case poolMaxBackward = "pool_max_backward"
+    case poolMax2 = "pool_max2"
+    case poolMax2Backward = "pool_max2_backward"
     case poolAvg = "pool_avg"
     case poolAvgBackward = "pool_avg_backward"
     case augmentCropFlip = "augment_crop_flip"

@@ -2,19 +2,29 @@ import KilnDevice
 
 /// A batch of products for `KernelLibrary.matmul`: `count` products, the operands `strideA`,
 /// `strideB` and the outputs `strideC` elements apart (a stride of 0 uses the same matrix for every
-/// product, as a 2-D operand broadcast over a batch).
+/// product, as a 2-D operand broadcast over a batch). With `sums`, the products are added into one
+/// C instead (a weight gradient: one product per sample, summed).
 public struct MatmulBatch: Sendable, Equatable {
     /// Products in the batch.
     public var count: Int
     /// Elements between consecutive A, B and C matrices.
     public var strideA: Int, strideB: Int, strideC: Int
+    /// Whether the products are summed into one C (`strideC` unused).
+    public var sums: Bool
 
     /// One product.
     public static let single = MatmulBatch(count: 1, strideA: 0, strideB: 0, strideC: 0)
 
-    /// `count` products with the given strides.
+    /// `count` products with the given strides, each into its own C.
     public init(count: Int, strideA: Int, strideB: Int, strideC: Int) {
-        self.count = count; self.strideA = strideA; self.strideB = strideB; self.strideC = strideC
+        self.count = count; self.strideA = strideA; self.strideB = strideB; self.strideC = strideC; sums = false
+    }
+
+    /// `C = Σᵢ op(Aᵢ)·op(Bᵢ)` over `count` products whose operands are `strideA` and `strideB` apart.
+    public static func sum(count: Int, strideA: Int, strideB: Int) -> MatmulBatch {
+        var batch = MatmulBatch(count: count, strideA: strideA, strideB: strideB, strideC: 0)
+        batch.sums = true
+        return batch
     }
 }
 
@@ -48,17 +58,19 @@ extension KernelLibrary {
         guard batch.count >= 1, batch.strideA >= 0, batch.strideB >= 0, batch.strideC >= 0 else {
             throw ShapeError("matmul: a batch needs count ≥ 1 and non-negative strides, got \(batch).")
         }
-        guard batch.count == 1 || batch.strideC >= (m - 1) * ldc + n else {
+        guard batch.count == 1 || batch.sums || batch.strideC >= (m - 1) * ldc + n else {
             throw ShapeError("matmul: the batch's outputs overlap (strideC \(batch.strideC) for [\(m), \(n)] with ldc \(ldc)).")
         }
+        guard !(batch.sums && accumulate) else { throw ShapeError("matmul: a summed batch cannot also accumulate into C.") }
         func extent(_ rows: Int, _ cols: Int, _ ld: Int, _ stride: Int) -> Int {
             (batch.count - 1) * stride + (rows - 1) * ld + cols
         }
+        let cStride = batch.sums ? 0 : batch.strideC
         let aShape = transposeA ? "[\(k), \(m)]" : "[\(m), \(k)]"
         let bShape = transposeB ? "[\(n), \(k)]" : "[\(k), \(n)]"
         for (name, buffer, needed, shape) in [("A", a, extent(aRows, aCols, lda, batch.strideA), "op(A) m×k, stored \(aShape)"),
                                               ("B", b, extent(bRows, bCols, ldb, batch.strideB), "op(B) k×n, stored \(bShape)"),
-                                              ("C", c, extent(m, n, ldc, batch.strideC), "C [\(m), \(n)]")]
+                                              ("C", c, extent(m, n, ldc, cStride), "C [\(m), \(n)]")]
             where buffer.count < needed || needed > Check.maxElements {
             throw ShapeError("matmul: \(name) has \(buffer.count) elements but \(shape) (batch \(batch.count)) needs \(needed).")
         }
@@ -70,10 +82,11 @@ extension KernelLibrary {
         let flags = (accumulate ? 1 : 0) | (bias != nil ? 2 : 0) | (biasPerRow ? 4 : 0) | Int(activation?.code ?? 0) << 4
         let arguments: [any KernelArgument] = [
             Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), c, Int32(ldc), bias ?? c, Int32(flags),
-            activation?.parameter ?? 0, Int32(batch.strideA), Int32(batch.strideB), Int32(batch.strideC),
+            activation?.parameter ?? 0, Int32(batch.strideA), Int32(batch.strideB), Int32(cStride),
+            Int32(batch.sums ? batch.count : 1),
         ]
         let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
-                                                   batch: batch.count)
+                                                   batch: batch.sums ? 1 : batch.count)
         try launch(kernel, global: global, local: local, arguments: arguments)
     }
 

@@ -55,12 +55,14 @@ extension Tensor {
         let window = try self.window("conv2d", kernel: Size2(weight.shape[2], weight.shape[3]), stride: stride,
                                      padding: padding, dilation: dilation)
         let (n, p) = (window.samples, window.outputPlane)
-        let cols = try Tensor.empty([ckk, n * p], on: device)
+        // cols [N, C·KH·KW, P]: each sample's patches in one block, so every product below reads
+        // contiguous rows and no gradient needs a transpose.
+        let cols = try Tensor.empty([n, ckk, p], on: device)
         try kernels.im2col(floats("conv2d"), window, into: cols.floats("conv2d"))
         let out = try Tensor.empty([n, o, window.outputHeight, window.outputWidth], on: device)
         try kernels.matmul(weight.floats("conv2d"), cols.floats("conv2d"), into: out.floats("conv2d"), m: o, n: p, k: ckk,
-                           bias: bias?.floats("conv2d"), biasPerRow: true, activation: activation, ldb: n * p,
-                           batch: MatmulBatch(count: n, strideA: 0, strideB: p, strideC: o * p))
+                           bias: bias?.floats("conv2d"), biasPerRow: true, activation: activation,
+                           batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
         let x = self
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded(inputs) { g in
@@ -70,16 +72,23 @@ extension Tensor {
                 try g.kernels.activationBackward(activation, gradOutput: g.floats("conv2d"), saved: out.floats("conv2d"),
                                                  into: gz.floats("conv2d"))
             }
-            // [N, O, P] → [O, N·P]: the output gradient with the batch beside the positions, so each
-            // gradient is one product over all samples.
-            let gOut = try gz.reshaped([n, o, p]).permuted([1, 0, 2]).reshaped([o, n * p])
-            let gWeight = weight.requiresGrad ? try gOut.matmul(cols, transposeB: true).reshaped(weight.shape) : nil
-            let gBias = bias?.requiresGrad == true ? try gOut.sum(axis: 1) : nil
-            var gInput: Tensor? = nil
+            let kernels = try x.kernels
+            var gWeight: Tensor? = nil, gBias: Tensor? = nil, gInput: Tensor? = nil
+            if weight.requiresGrad {
+                // dW = Σₙ gz[n] [O, P] · cols[n]ᵀ, the samples' products summed in one launch.
+                let dw = try Tensor.empty(weight.shape, on: x.device)
+                try kernels.matmul(gz.floats("conv2d"), cols.floats("conv2d"), into: dw.floats("conv2d"), m: o, n: ckk, k: p,
+                                   transposeB: true, batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
+                gWeight = dw
+            }
+            if bias?.requiresGrad == true { gBias = try gz.sum(axes: [0, 2, 3]) }
             if x.requiresGrad {
-                let dcols = try weight.reshaped([o, ckk]).matmul(gOut, transposeA: true)      // [CKK, N·P]
+                // dcols[n] = Wᵀ · gz[n], then each input element gathers its windows' entries.
+                let dcols = try Tensor.empty([n, ckk, p], on: x.device)
+                try kernels.matmul(weight.floats("conv2d"), gz.floats("conv2d"), into: dcols.floats("conv2d"), m: ckk, n: p,
+                                   k: o, transposeA: true, batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
                 let dx = try Tensor.empty(x.shape, on: x.device)
-                try x.kernels.col2im(dcols.floats("conv2d"), window, into: dx.floats("conv2d"))
+                try kernels.col2im(dcols.floats("conv2d"), window, into: dx.floats("conv2d"))
                 gInput = dx
             }
             return [gInput, gWeight] + (bias == nil ? [] : [gBias])

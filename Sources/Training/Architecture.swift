@@ -145,6 +145,17 @@ public struct ModelSpec: Codable, Sendable, Equatable {
     private static func pool() -> LayerSpec { LayerSpec("MaxPool2d").with { $0.kernel = SizeSpec(2) } }
     private static func linear(_ i: Int, _ o: Int) -> LayerSpec { LayerSpec("Linear").with { $0.in = i; $0.out = o } }
 
+    /// The sample shape a data set's samples take for `layers`: images [C, H, W] when the first
+    /// layer is a convolution, pooling or 2-D batch norm (C from it, H × W from the data), else rows
+    /// [features].
+    public static func inputShape(for layers: [LayerSpec], features: Int, featureShape: [Int]) -> [Int] {
+        guard let first = layers.first, ["Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "AdaptiveAvgPool2d"].contains(first.type),
+              featureShape.count >= 2 else { return [features] }
+        let (h, w) = (featureShape[featureShape.count - 2], featureShape[featureShape.count - 1])
+        let c = first.type == "Conv2d" ? (first.in ?? 1) : (first.type == "BatchNorm2d" ? (first.features ?? 1) : 1)
+        return c * h * w == features ? [c, h, w] : [features]
+    }
+
     // MARK: Checking and building
 
     /// The shape after every layer for one sample of `input` (no batch axis), checking each

@@ -48,7 +48,7 @@ struct ConvolutionKernelTests {
             for c in 0..<t.c { for i in 0..<t.k.0 { for j in 0..<t.k.1 {
                 let row = (c * t.k.0 + i) * t.k.1 + j
                 for n in 0..<t.n { for a in 0..<oh { for b in 0..<ow {
-                    expected[row * columns + (n * oh + a) * ow + b] =
+                    expected[(n * g.patchSize + row) * (oh * ow) + a * ow + b] =
                         padded(x, t, n, c, a * t.s.0 - t.p.0 + i * t.d.0, b * t.s.1 - t.p.1 + j * t.d.1)
                 } } }
             } } }

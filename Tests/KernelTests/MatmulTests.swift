@@ -120,6 +120,26 @@ struct MatmulTests {
         }
     }
 
+    @Test("a long K (above the nt kernel's K block) runs in blocks with the same result, epilogue and accumulate included")
+    func longK() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (m, n, k) in [(13, 29, 2500), (64, 40, 4099), (3, 5, 1031)] {
+                let a = randomFloats(m * k, seed: 1), b = randomFloats(n * k, seed: 2), bias = randomFloats(n, seed: 3)
+                let previous = randomFloats(m * n, seed: 4)
+                for (activation, accumulate) in [(Activation?.none, false), (.relu, false), (.tanh, false), (nil, true)] {
+                    let c = try device.buffer(previous)
+                    try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeB: true,
+                                       accumulate: accumulate, bias: accumulate ? nil : device.buffer(bias), activation: activation)
+                    expectClose(try c.toArray(), referenceMatmul(a, b, m: m, n: n, k: k, ta: false, tb: true,
+                                                                 bias: accumulate ? nil : bias, activation: activation,
+                                                                 previous: accumulate ? previous : nil),
+                                rtol: 1e-4, atol: 1e-4, "\(EW.path(kernels)) nt \(m)×\(n)×\(k) \(String(describing: activation)) accumulate \(accumulate)")
+                }
+            }
+        }
+    }
+
     @Test("GELU has one accurate form: element-wise and in the epilogue, against Double from -10 to 10")
     func geluAccuracy() throws {
         for kernels in try EW.libraries() {

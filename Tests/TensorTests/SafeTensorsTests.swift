@@ -39,8 +39,9 @@ struct SafeTensorsTests {
             let file = try SafeTensorsFile(contentsOf: url)
             #expect(file.metadata["spec"] != nil, "\(url.lastPathComponent) has no spec")
             let input = try #require(file.tensors["input"])
-            #expect(input.dtype == .F32 && input.shape.count == 2)
-            #expect(input.floats().count == input.shape[0] * input.shape[1])
+            // [N, features] for an MLP, [N, C, H, W] for a CNN.
+            #expect(input.dtype == .F32 && [2, 4].contains(input.shape.count), "\(url.lastPathComponent): \(input.shape)")
+            #expect(input.floats().count == input.shape.reduce(1, *))
         }
     }
 

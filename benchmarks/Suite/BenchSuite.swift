@@ -3,7 +3,7 @@ import Kiln
 
 /// The groups of measurements and how a row of the table reads.
 public enum BenchSuite {
-    public static let groups = ["matmul", "mlp", "elementwise", "softmax", "batchnorm"]
+    public static let groups = ["matmul", "mlp", "elementwise", "softmax", "batchnorm", "conv"]
 
     static let header = "op".padding(toLength: 22, withPad: " ", startingAt: 0) + " "
         + "shape".padding(toLength: 18, withPad: " ", startingAt: 0) + " "
@@ -25,6 +25,7 @@ public enum BenchSuite {
         case "elementwise": return try elementwise(runner)
         case "softmax": return try softmax(runner)
         case "batchnorm": return try batchNorm(runner)
+        case "conv": return try convolutions(runner)
         default: return []
         }
     }
@@ -127,6 +128,69 @@ public enum BenchSuite {
                 try r.kernels.batchNormBackward(x: x, dy: y, shape: BatchNormShape(samples: rows, channels: features),
                                                 gamma: gamma, saveMean: mean,
                                                 saveInvstd: invstd, dx: dx, dgamma: dgamma, dbeta: dbeta)
+            })
+        }
+        return results
+    }
+
+    /// The convolution products of `kiln train --model cnn` at batch 128, both layers: the forward
+    /// product (per sample, [O, C·9] · [C·9, 784 or 196]), the weight gradient ([O, N·P] · colsᵀ)
+    /// and the input gradient (Wᵀ · [O, N·P]), with im2col, col2im, the 2 × 2 max pooling and
+    /// BatchNorm2d that go with them. FLOPs count 2·N·O·C·9·P for each product.
+    static func convolutions(_ r: BenchRunner) throws -> [BenchResult] {
+        var results: [BenchResult] = []
+        let n = 128
+        for (name, c, o, hw) in [("conv1 1->32 28x28", 1, 32, 28), ("conv2 32->64 14x14", 32, 64, 14)] {
+            let window = try WindowGeometry(samples: n, channels: c, height: hw, width: hw, kernel: (3, 3), padding: (1, 1))
+            let (p, ckk) = (window.outputPlane, window.patchSize)
+            let flops = 2 * Double(n * o * ckk * p)
+            let x = try r.device.buffer(randomData(n * c * hw * hw)), w = try r.device.buffer(randomData(o * ckk))
+            let bias = try r.device.buffer(randomData(o))
+            let cols: Buffer<Float> = try r.device.buffer(count: ckk * n * p)
+            let y: Buffer<Float> = try r.device.buffer(count: n * o * p)
+            let g = try r.device.buffer(randomData(o * n * p)), dw: Buffer<Float> = try r.device.buffer(count: o * ckk)
+            results.append(try r.measure("\(name) im2col", shape: [ckk, n * p], bytes: Double(4 * (ckk * n * p + window.inputCount))) {
+                try r.kernels.im2col(x, window, into: cols)
+            })
+            results.append(try r.measure("\(name) forward", shape: [o, ckk, p, n], flops: flops) {
+                try r.kernels.matmul(w, cols, into: y, m: o, n: p, k: ckk, bias: bias, biasPerRow: true,
+                                     batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
+            })
+            results.append(try r.measure("\(name) weight grad", shape: [o, p, ckk, n], flops: flops) {
+                try r.kernels.matmul(g, cols, into: dw, m: o, n: ckk, k: p, transposeB: true,
+                                     batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
+            })
+            if c > 1 {
+                results.append(try r.measure("\(name) input grad", shape: [ckk, o, p, n], flops: flops) {
+                    try r.kernels.matmul(w, g, into: cols, m: ckk, n: p, k: o, transposeA: true,
+                                         batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
+                })
+                let dx: Buffer<Float> = try r.device.buffer(count: window.inputCount)
+                results.append(try r.measure("\(name) col2im", shape: [ckk, n * p], bytes: Double(4 * (ckk * n * p + window.inputCount))) {
+                    try r.kernels.col2im(cols, window, into: dx)
+                })
+            }
+            let pool = try WindowGeometry(samples: n, channels: o, height: hw, width: hw, kernel: (2, 2), stride: (2, 2))
+            let pooled: Buffer<Float> = try r.device.buffer(count: pool.outputCount)
+            let indices: Buffer<Int32> = try r.device.buffer(count: pool.outputCount)
+            results.append(try r.measure("\(name) max pool", shape: [n, o, hw, hw], bytes: Double(4 * (n * o * p + 2 * pool.outputCount))) {
+                try r.kernels.maxPool(y, pool, into: pooled, indices: indices)
+            })
+            results.append(try r.measure("\(name) max pool backward", shape: [n, o, hw, hw], bytes: Double(4 * (n * o * p + 2 * pool.outputCount))) {
+                try r.kernels.maxPoolBackward(pooled, indices: indices, pool, into: y)
+            })
+            let shape = BatchNormShape(samples: n, channels: o, spatial: p)
+            let gamma = try r.device.buffer([Float](repeating: 1, count: o)), beta = try r.device.buffer([Float](repeating: 0, count: o))
+            let mean: Buffer<Float> = try r.device.buffer(count: o), invstd: Buffer<Float> = try r.device.buffer(count: o)
+            let dgamma: Buffer<Float> = try r.device.buffer(count: o), dbeta: Buffer<Float> = try r.device.buffer(count: o)
+            let normalized: Buffer<Float> = try r.device.buffer(count: n * o * p)
+            results.append(try r.measure("\(name) batchnorm2d fwd", shape: [n, o, p], bytes: Double(12 * n * o * p)) {
+                try r.kernels.batchNormForwardTraining(x: y, shape: shape, gamma: gamma, beta: beta, runningMean: nil,
+                                                       runningVar: nil, y: normalized, saveMean: mean, saveInvstd: invstd)
+            })
+            results.append(try r.measure("\(name) batchnorm2d bwd", shape: [n, o, p], bytes: Double(20 * n * o * p)) {
+                try r.kernels.batchNormBackward(x: y, dy: g, shape: shape, gamma: gamma, saveMean: mean, saveInvstd: invstd,
+                                                dx: normalized, dgamma: dgamma, dbeta: dbeta)
             })
         }
         return results

@@ -123,6 +123,14 @@ public final class DataLoader {
     public let features: Int
     /// Whether the dataset is kept on the device (decided at `init` from `residency`).
     public let isDeviceResident: Bool
+    /// The shape of one sample in a batch: nil (the default) gives inputs `[B, features]`; `[1, 28,
+    /// 28]` gives `[B, 1, 28, 28]` for a convolutional network (the same data, no copy). Its
+    /// product must be `features`.
+    public var inputShape: [Int]?
+    /// Random changes to each training image, made on the device from Kiln's seeded generator
+    /// (`RandomState`), so a run (and its resume) is reproducible; nil (the default) for none.
+    /// Needs an `inputShape` of [C, H, W].
+    public var augmentation: Augmentation?
 
     private let inputs: [Float]
     private let targets: DatasetTargets
@@ -215,6 +223,22 @@ public final class DataLoader {
     }
 
     func makeBatch(_ range: Range<Int>, epoch: EpochState) throws -> (inputs: Tensor, targets: Tensor) {
+        let (x, y) = try rawBatch(range, epoch: epoch)
+        guard let inputShape else {
+            guard augmentation == nil else { throw DataError("DataLoader: augmentation needs an inputShape of [C, H, W]") }
+            return (x, y)
+        }
+        guard !inputShape.isEmpty, inputShape.allSatisfy({ $0 >= 1 }),
+              inputShape.reduce(1, { $0.multipliedReportingOverflow(by: $1).partialValue }) == features else {
+            throw DataError("DataLoader: inputShape \(inputShape) does not hold the \(features) features of a sample")
+        }
+        let shaped = try x.reshaped([range.count] + inputShape)
+        guard let augmentation else { return (shaped, y) }
+        guard inputShape.count == 3 else { throw DataError("DataLoader: augmentation needs an inputShape of [C, H, W], not \(inputShape)") }
+        return (try augmentation.apply(to: shaped), y)
+    }
+
+    func rawBatch(_ range: Range<Int>, epoch: EpochState) throws -> (inputs: Tensor, targets: Tensor) {
         try uploadIfNeeded()
         // The device-side index of this batch: a slice of the epoch's order, uploaded once per epoch.
         func index() throws -> Tensor {
@@ -279,5 +303,27 @@ public final class DataLoader {
     private static func fitsOnDevice(inputBytes: Int, targetBytes: Int, _ info: DeviceInfo) -> Bool {
         UInt64(inputBytes + targetBytes) <= info.globalMemory / 4
             && fitsAllocation(inputBytes: inputBytes, targetBytes: targetBytes, info)
+    }
+}
+
+/// Random changes to training images, on the device: a random crop from the image padded with
+/// zeros, and a horizontal flip with probability ½ (torchvision's `RandomCrop(size, padding)` and
+/// `RandomHorizontalFlip()`), drawn per image from Kiln's seeded generator.
+public struct Augmentation: Sendable, Equatable {
+    /// Zeros added on each side before cropping back to the image's size (2 for 28 × 28 digits).
+    public var cropPadding: Int
+
+    /// Crop from `cropPadding` pixels of zero padding, and flip.
+    public init(cropPadding: Int = 2) { self.cropPadding = cropPadding }
+
+    /// `images` [N, C, H, W] with each image cropped and flipped (a new tensor; no gradient).
+    public func apply(to images: Tensor) throws -> Tensor {
+        guard images.rank == 4 else { throw DataError("Augmentation needs images [N, C, H, W], got \(images.shape)") }
+        let (seed, offset) = RandomState.next(count: 4 * images.shape[0])
+        let out = try Tensor.empty(images.shape, on: images.device)
+        try images.kernels.augmentCropFlip(images.buffer, samples: images.shape[0], channels: images.shape[1],
+                                           height: images.shape[2], width: images.shape[3], pad: cropPadding,
+                                           seed: seed, offset: offset, into: out.buffer)
+        return out
     }
 }
