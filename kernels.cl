@@ -1106,15 +1106,17 @@ __kernel void copy_nd(const int rank, const int8 shape8, const int8 ss8, const i
     }
 }
 
-// y [C, R] = transpose of x [R, C]. CPU: one work-item per 16 x 16 tile (both the reads and the
-// writes stay within 16 cache lines); GPU: one item per output element, writes coalesced.
+// y [C, R] = transpose of x [R, C], for each of a batch of such matrices (global dimension 1).
+// CPU: one work-item per 16 x 16 tile (both the reads and the writes stay within 16 cache lines);
+// GPU: one item per output element, writes coalesced.
 #ifdef KILN_GPU
 __kernel void transpose_2d(const int rows, const int cols, __global const float* x,
                            __global float* y) {
     const int i = get_global_id(0);
     if (i >= rows * cols) return;
+    const long b = (long)get_global_id(1) * rows * cols;
     const int c = i / rows, r = i - c * rows;
-    y[i] = x[r * cols + c];
+    y[b + i] = x[b + r * cols + c];
 }
 #else
 __kernel void transpose_2d(const int rows, const int cols, __global const float* x,
@@ -1122,6 +1124,9 @@ __kernel void transpose_2d(const int rows, const int cols, __global const float*
     const int tilesC = (cols + 15) / 16;
     const int g = get_global_id(0);
     if (g >= tilesC * ((rows + 15) / 16)) return;
+    const long b = (long)get_global_id(1) * rows * cols;
+    x += b;
+    y += b;
     const int r0 = g / tilesC * 16, c0 = (g % tilesC) * 16;
     const int r1 = min(rows, r0 + 16), c1 = min(cols, c0 + 16);
     for (int c = c0; c < c1; ++c) {
@@ -1361,16 +1366,18 @@ inline floatv kiln_bn_channel(__global const float* v, const int i, const int C,
     return vloadv(0, t);
 }
 
-// y = (x - mean) * scale + shift, coef = [mean | scale | shift] per channel, over all n = N*C*S
-// elements. (x - mean) stays explicit: folding it into x * scale + (shift - mean * scale)
-// cancels badly when |mean| >> std.
+// y = act((x - mean) * scale + shift), coef = [mean | scale | shift] per channel, over all
+// n = N*C*S elements; act a KILN_ACT_* code (0: none), so a following activation costs no pass of
+// its own. (x - mean) stays explicit: folding it into x * scale + (shift - mean * scale) cancels
+// badly when |mean| >> std.
 __kernel void bn_apply(const int n, const int C, const int S, __global const float* x,
-                       __global const float* coef, __global float* y) {
+                       __global const float* coef, __global float* y, const int act, const float slope) {
     const int i = get_global_id(0) * KILN_VEC;
     if (i >= n) return;
     const floatv mean = kiln_bn_channel(coef, i, C, S), scale = kiln_bn_channel(coef + C, i, C, S);
     const floatv shift = kiln_bn_channel(coef + 2 * C, i, C, S);
-    kiln_storev(fma(kiln_loadv(x, i, n) - mean, scale, shift), y, i, n);
+    const floatv z = fma(kiln_loadv(x, i, n) - mean, scale, shift);
+    kiln_storev(KILN_ACT(z, act, slope, floatv), y, i, n);
 }
 
 // partial[(2*chunk) * C + c] = sum of dy, partial[(2*chunk + 1) * C + c] = sum of dy * (x - mean)
@@ -1838,7 +1845,10 @@ __kernel void rmsprop_step(const int n, const float lr, const float alpha, const
 #ifndef KILN_MM_TNV
 #define KILN_MM_TNV 2
 #endif
-/* K slice per barrier (0: no barrier).  See KILN_MM_DEFINE_OUTER. */
+/* K slice per barrier in the summed-batch kernels matmul_sum_* (see KILN_MM_DEFINE_OUTER). The
+ * other kernels have no barrier: on PoCL a barrier's mere presence costs (values live across it are
+ * spilled; measured 1.5x on a K = 64 product), while a summed batch, whose K runs over a whole batch,
+ * needs the group to share each product's operands in cache. */
 #ifndef KILN_MM_KB
 #define KILN_MM_KB 256
 #endif
@@ -1963,11 +1973,13 @@ inline void FN(const int S, const int V, const int K,                           
     VT acc[TM][TNV];                                                                \
     KILN_UNROLL for (int i = 0; i < TM; ++i)                                        \
         KILN_UNROLL for (int j = 0; j < TNV; ++j) acc[i][j] = 0.0f;                 \
+    /* a padding work-item (past the last tile) only keeps the group's barriers */   \
+    const int idle = v0 >= V || s0 >= S;                                            \
     for (int p = 0; p < nb; ++p) {                                                  \
     __global const float* sk = sp + p * s_b + sl * s_ld; /* scalar operand at (sl, k) */ \
     __global const float* vk = vp + p * v_b + vl;        /* vector operand row k */ \
     for (int kb = 0; kb < K; kb += (KB ? KB : K)) {                                 \
-        const int ke = KB ? min(K, kb + KB) : K;                                    \
+        const int ke = idle ? kb : KB ? min(K, kb + KB) : K;                        \
         for (int k = kb; k < ke; ++k, sk += s_kst, vk += v_ld) {                    \
             VT b[TNV];                                                              \
             KILN_UNROLL for (int j = 0; j < TNV; ++j) b[j] = VLOAD(j, vk);          \
@@ -1985,7 +1997,7 @@ inline void FN(const int S, const int V, const int K,                           
         if (KB) barrier(CLK_GLOBAL_MEM_FENCE);                                      \
     }                                                                               \
     }                                                                               \
-    if (v0 >= V || s0 >= S) return; /* padding work-item: after the barriers */     \
+    if (idle) return; /* after the barriers */                                      \
     const int act = (flags >> 4) & 15;                                              \
     if (c_vld == 1 && vl == v0 && sl == s0) {                                       \
         /* interior tile of a row-major C: whole-vector epilogue; the bias runs     \
@@ -2103,7 +2115,7 @@ inline void FN(const int M, const int N, const int K,                           
  *   tn: scalar = A[k*lda + m]  vector = B row k   C[m*ldc + n]  bias[n] (bias[m])
  *   tt: C^T = B_stored . A_stored: scalar = B[n*ldb + k], vector = A row k,
  *       C[n + m*ldc] written transposed, bias[n] along the scalar dimension (bias[m] along v). */
-#define KILN_MM_DEFINE_VARIANTS(PFX, OUTER, DOT)                                    \
+#define KILN_MM_DEFINE_OUTER_VARIANTS(PFX, OUTER)                                  \
 __kernel void PFX##nn(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
@@ -2118,7 +2130,9 @@ __kernel void PFX##tt(KILN_MM_ARGS) {                                           
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
     OUTER(N, M, K, B, ldb, 1, A, lda, C, 1, ldc, bias, !rb, rb, flags, slope, nb, sb, sa); \
-}                                                                                   \
+}
+#define KILN_MM_DEFINE_VARIANTS(PFX, OUTER, DOT)                                    \
+KILN_MM_DEFINE_OUTER_VARIANTS(PFX, OUTER)                                           \
 __kernel void PFX##nt(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     DOT(M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope, nb, sa, sb);           \
@@ -2130,9 +2144,13 @@ KILN_MM_DEFINE_OUTER(kiln_mm_outer_small, KILN_MM_STM, 1, KILN_MM_SVW, 0, 1, kil
 KILN_MM_DEFINE_DOT(kiln_mm_dot_small, KILN_MM_STM, KILN_MM_SVW, KILN_MM_STM, KILN_MM_SDTN, 1, KILN_MM_DKB)
 KILN_MM_DEFINE_VARIANTS(matmul_small_, kiln_mm_outer_small, kiln_mm_dot_small)
 
-KILN_MM_DEFINE_OUTER(kiln_mm_outer_main, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, KILN_MM_KB, KILN_MM_SWZ, floatv, vloadv, vstorev)
+KILN_MM_DEFINE_OUTER(kiln_mm_outer_main, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, KILN_MM_SWZ, floatv, vloadv, vstorev)
 KILN_MM_DEFINE_DOT(kiln_mm_dot_main, KILN_MM_TM, KILN_MM_TNV * KILN_VEC, KILN_MM_DTM, KILN_MM_DTN, KILN_MM_SWZ, KILN_MM_DKB)
 KILN_MM_DEFINE_VARIANTS(matmul_, kiln_mm_outer_main, kiln_mm_dot_main)
+
+/* Summed batches (nb > 1: a weight gradient over the samples), K-blocked with barriers. */
+KILN_MM_DEFINE_OUTER(kiln_mm_outer_sum, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, KILN_MM_KB, KILN_MM_SWZ, floatv, vloadv, vstorev)
+KILN_MM_DEFINE_OUTER_VARIANTS(matmul_sum_, kiln_mm_outer_sum)
 #else
 /* ---------------------------------------------------------------- GPU path
  * Textbook local-memory tiling (not tuned, cannot be timed on this machine): work-group
@@ -2178,9 +2196,9 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
             int kk = ta ? e / GT : e % GK, mm = ta ? e % GT : e / GK;
             int m = m0 + mm, k = k0 + kk;
             As[kk][mm] = (m < M && k < K) ? (ta ? A[k * lda + m] : A[m * lda + k]) : 0.0f;
-            int kb = tb ? e % GK : e / GT, nb = tb ? e / GK : e % GT;
-            int n = n0 + nb, k2 = k0 + kb;
-            Bs[kb][nb] = (n < N && k2 < K) ? (tb ? B[n * ldb + k2] : B[k2 * ldb + n]) : 0.0f;
+            int kb = tb ? e % GK : e / GT, nn = tb ? e / GK : e % GT;
+            int n = n0 + nn, k2 = k0 + kb;
+            Bs[kb][nn] = (n < N && k2 < K) ? (tb ? B[n * ldb + k2] : B[k2 * ldb + n]) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < GK; ++kk) {
@@ -2428,23 +2446,47 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
 }
 
 // 2 x 2 max pooling with stride 2 (the common case): no window loops and no bounds (the windows
-// tile the image). Work-item: one output row (plane, oh). Same results as pool_max.
+// tile the image). Work-item: one output row (plane, oh), four outputs at a time as float4 (the
+// rows' even and odd elements). Same results as pool_max: scanning in index order, a value
+// replaces the maximum when larger, or when it is the first NaN -- written with selects and
+// bitwise masks (for scalars too: isnan is 1 or 0 there, so ~isnan is -1 or -2), never branches
+// (a branch per element costs a CPU device 2-3x).
+#define KILN_POOL2_STEP(v, i, B, SEL)                                                          \
+    do {                                                                                        \
+        const B beats_ = isgreater(v, m) | (isnan(v) & ~isnan(m));                              \
+        m = SEL(m, v, beats_);                                                                  \
+        mi = SEL(mi, i, beats_);                                                                \
+    } while (0)
+#define KILN_SCALAR_SELECT(a, b, c) ((c) ? (b) : (a))
 __kernel void pool_max2(const int planes, const int H, const int W, const int OH, const int OW,
                         __global const float* x, __global float* y, __global int* idx) {
     const int item = get_global_id(0);
     if (item >= planes * OH) return;
     const int plane = item / OH, oh = item - plane * OH;
-    __global const float* in = x + (long)plane * H * W;
+    __global const float* r0 = x + (long)plane * H * W + (2 * oh) * W;
+    __global const float* r1 = r0 + W;
     __global float* out = y + (long)item * OW;
     __global int* at = idx + (long)item * OW;
-    for (int ow = 0; ow < OW; ++ow) {
-        const int a = (2 * oh) * W + 2 * ow;
-        const float v0 = in[a], v1 = in[a + 1], v2 = in[a + W], v3 = in[a + W + 1];
-        float m = v0;
+    const int a0 = (2 * oh) * W;
+    int ow = 0;
+    for (; ow + 4 <= OW; ow += 4) {
+        const float8 top = vload8(0, r0 + 2 * ow), bottom = vload8(0, r1 + 2 * ow);
+        const int4 a = a0 + 2 * ow + (int4)(0, 2, 4, 6);
+        float4 m = top.even;
+        int4 mi = a;
+        KILN_POOL2_STEP(top.odd, a + 1, int4, select);
+        KILN_POOL2_STEP(bottom.even, a + W, int4, select);
+        KILN_POOL2_STEP(bottom.odd, a + W + 1, int4, select);
+        vstore4(m, 0, out + ow);
+        vstore4(mi, 0, at + ow);
+    }
+    for (; ow < OW; ++ow) {
+        const int a = a0 + 2 * ow;
+        float m = r0[2 * ow];
         int mi = a;
-        if (kiln_argmax_beats(v1, a + 1, m, mi)) { m = v1; mi = a + 1; }
-        if (kiln_argmax_beats(v2, a + W, m, mi)) { m = v2; mi = a + W; }
-        if (kiln_argmax_beats(v3, a + W + 1, m, mi)) { m = v3; mi = a + W + 1; }
+        KILN_POOL2_STEP(r0[2 * ow + 1], a + 1, int, KILN_SCALAR_SELECT);
+        KILN_POOL2_STEP(r1[2 * ow], a + W, int, KILN_SCALAR_SELECT);
+        KILN_POOL2_STEP(r1[2 * ow + 1], a + W + 1, int, KILN_SCALAR_SELECT);
         out[ow] = m;
         at[ow] = mi;
     }

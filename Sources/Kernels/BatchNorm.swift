@@ -50,6 +50,7 @@ extension KernelLibrary {
     /// Chan's formula), `y = (x - mean) * invstd * gamma + beta`, `invstd = 1 / sqrt(var + eps)`.
     /// Saves `mean` and `invstd` for the backward pass and, when given, updates the running
     /// statistics with the *unbiased* variance `var * M / (M - 1)`, M = samples · spatial.
+    /// `activation`, when given, is applied to `y` in the same pass.
     ///
     /// ```swift
     /// let device = try Device.shared()
@@ -68,8 +69,8 @@ extension KernelLibrary {
     ///   variance is undefined; PyTorch raises too).
     public func batchNormForwardTraining(x: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
                                          beta: Buffer<Float>?, runningMean: Buffer<Float>?, runningVar: Buffer<Float>?,
-                                         hyper: BatchNormHyperparameters = .init(), y: Buffer<Float>,
-                                         saveMean: Buffer<Float>, saveInvstd: Buffer<Float>) throws {
+                                         hyper: BatchNormHyperparameters = .init(), activation: Activation? = nil,
+                                         y: Buffer<Float>, saveMean: Buffer<Float>, saveInvstd: Buffer<Float>) throws {
         let name = "batchNormForwardTraining"
         try checkBatchNorm(name, shape, tensors: [("x", x), ("y", y)],
                            perChannel: [("saveMean", saveMean), ("saveInvstd", saveInvstd)], gamma: gamma, beta: beta)
@@ -89,15 +90,17 @@ extension KernelLibrary {
                      running?.0 ?? saveMean, running?.1 ?? saveInvstd, Int32(gamma == nil ? 0 : 1),
                      gamma ?? saveMean, beta ?? saveMean, coefficients)
         try launchFlat(.bnApply, count: shape.count,
-                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y])
+                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y,
+                                   activation?.code ?? 0, activation?.parameter ?? 0])
     }
 
     /// Batch normalization forward in evaluation mode: `y = (x - runningMean) /
-    /// sqrt(runningVar + eps) * gamma + beta` per channel; nothing is updated.
+    /// sqrt(runningVar + eps) * gamma + beta` per channel, then `activation` when given; nothing
+    /// is updated.
     /// - Throws: `ShapeError` on mismatched lengths, or when only one of `gamma`/`beta` is given.
     public func batchNormForwardInference(x: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
                                           beta: Buffer<Float>?, runningMean: Buffer<Float>, runningVar: Buffer<Float>,
-                                          eps: Float = 1e-5, y: Buffer<Float>) throws {
+                                          eps: Float = 1e-5, activation: Activation? = nil, y: Buffer<Float>) throws {
         try checkBatchNorm("batchNormForwardInference", shape, tensors: [("x", x), ("y", y)],
                            perChannel: [("runningMean", runningMean), ("runningVar", runningVar)], gamma: gamma, beta: beta)
         let c = shape.channels
@@ -105,7 +108,8 @@ extension KernelLibrary {
         try launch1D(.bnEvalCoefficients, c, Int32(c), runningMean, runningVar, eps, Int32(gamma == nil ? 0 : 1),
                      gamma ?? runningMean, beta ?? runningMean, coefficients)
         try launchFlat(.bnApply, count: shape.count,
-                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y])
+                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y,
+                                   activation?.code ?? 0, activation?.parameter ?? 0])
     }
 
     /// Batch normalization backward (training mode): one reduction pass (per channel `Σdy` and

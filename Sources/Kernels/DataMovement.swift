@@ -1,12 +1,17 @@
 import KilnDevice
 
 extension KernelLibrary {
-    /// Launches `y [cols, rows] = xᵀ` for `x` [rows, cols]. `y` must not be `x`.
-    public func transpose(_ x: Buffer<Float>, rows: Int, cols: Int, into y: Buffer<Float>) throws {
-        try rowwise("transpose", x, "x", y, "y", rows: rows, cols: cols)
-        guard x !== y else { throw ShapeError("transpose: x and y are the same buffer; it cannot run in place.") }
+    /// Launches `y [cols, rows] = xᵀ` for `x` [rows, cols], or for each of `batch` such matrices
+    /// stored one after another (`x` [batch, rows, cols] to `y` [batch, cols, rows]). `y` must not be `x`.
+    public func transpose(_ x: Buffer<Float>, rows: Int, cols: Int, batch: Int = 1, into y: Buffer<Float>) throws {
+        let what = "transpose [\(batch), \(rows), \(cols)]"
+        let count = try Strided.count(what, [batch, rows, cols])
+        try Check.count(what, "x", x, count)
+        try Check.count(what, "y", y, count)
+        guard x !== y else { throw ShapeError("\(what): x and y are the same buffer; it cannot run in place.") }
         let items = isGPU ? rows * cols : (rows + 15) / 16 * ((cols + 15) / 16)
-        try launch1D(.transpose2D, items, Int32(rows), Int32(cols), x, y)
+        try launch(.transpose2D, global: [items, batch], local: [config.elementwiseGroup, 1],
+                   Int32(rows), Int32(cols), x, y)
     }
 
     /// Launches a strided copy over every index `i` of `shape`:
@@ -128,5 +133,26 @@ public struct StridedBuffer {
     /// The elements it spans over `shape`, first to last.
     func span(_ shape: [Int]) -> ClosedRange<Int> {
         offset...(offset + zip(shape, strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 })
+    }
+}
+
+extension KernelLibrary {
+    /// Launches a random crop and horizontal flip of each image of `x` [N, C, H, W] into `y`: the
+    /// H × W crop of the image zero-padded by `pad` at a random offset, flipped with probability ½,
+    /// from Philox stream `(seed, offset)` (4 words per image), so a run is reproducible on every
+    /// device. `y` must not be `x`.
+    public func augmentCropFlip(_ x: Buffer<Float>, samples: Int, channels: Int, height: Int, width: Int, pad: Int,
+                                seed: UInt64, offset: UInt64, into y: Buffer<Float>) throws {
+        let what = "augment [\(samples), \(channels), \(height), \(width)] pad \(pad)"
+        let count = try Strided.count(what, [samples, channels, height, width])
+        try Check.count(what, "x", x, count)
+        try Check.count(what, "y", y, count)
+        guard pad >= 0, pad <= 1 << 16, x !== y else {
+            throw ShapeError("\(what): the padding must be ≥ 0 and y a buffer other than x.")
+        }
+        let words = try device.buffer(UInt32.self, count: 4 * samples)
+        try philoxBits(words, seed: seed, offset: offset)
+        try launch1D(.augmentCropFlip, samples * channels * height, Int32(samples), Int32(channels), Int32(height),
+                     Int32(width), Int32(pad), words, x, y)
     }
 }

@@ -71,6 +71,9 @@ public enum KernelName: String, CaseIterable, Sendable {
     case matmulSmallNT = "matmul_small_nt"
     case matmulSmallTN = "matmul_small_tn"
     case matmulSmallTT = "matmul_small_tt"
+    case matmulSumNN = "matmul_sum_nn"
+    case matmulSumTN = "matmul_sum_tn"
+    case matmulSumTT = "matmul_sum_tt"
     case linearActBackward = "linear_act_backward"
 
     // Convolution, pooling and augmentation over NCHW
@@ -84,25 +87,31 @@ public enum KernelName: String, CaseIterable, Sendable {
     case poolAvgBackward = "pool_avg_backward"
     case augmentCropFlip = "augment_crop_flip"
 
-    /// Whether the program built for `kind` has this kernel (the small matmul tiles are CPU-only).
+    /// Whether the program built for `kind` has this kernel (the small and summed matmul tiles
+    /// are CPU-only).
     public func isBuilt(for kind: DeviceKind) -> Bool {
         switch self {
-        case .matmulSmallNN, .matmulSmallNT, .matmulSmallTN, .matmulSmallTT: kind == .cpu
+        case .matmulSmallNN, .matmulSmallNT, .matmulSmallTN, .matmulSmallTT,
+             .matmulSumNN, .matmulSumTN, .matmulSumTT: kind == .cpu
         default: true
         }
     }
 
-    /// The matmul kernel for a pair of transposes, large or small tiles.
-    public static func matmul(transposeA: Bool, transposeB: Bool, small: Bool) -> KernelName {
-        switch (transposeA, transposeB, small) {
-        case (false, false, false): .matmulNN
-        case (false, true, false): .matmulNT
-        case (true, false, false): .matmulTN
-        case (true, true, false): .matmulTT
-        case (false, false, true): .matmulSmallNN
-        case (false, true, true): .matmulSmallNT
-        case (true, false, true): .matmulSmallTN
-        case (true, true, true): .matmulSmallTT
+    /// The matmul kernel for a pair of transposes: small tiles, or large ones, K-blocked for a
+    /// summed batch (`summed`; the nt kernel has no blocked form).
+    public static func matmul(transposeA: Bool, transposeB: Bool, small: Bool, summed: Bool = false) -> KernelName {
+        switch (transposeA, transposeB, small, summed && !small) {
+        case (false, false, false, false): .matmulNN
+        case (false, true, false, _): .matmulNT
+        case (true, false, false, false): .matmulTN
+        case (true, true, false, false): .matmulTT
+        case (false, false, false, true): .matmulSumNN
+        case (true, false, false, true): .matmulSumTN
+        case (true, true, false, true): .matmulSumTT
+        case (false, false, true, _): .matmulSmallNN
+        case (false, true, true, _): .matmulSmallNT
+        case (true, false, true, _): .matmulSmallTN
+        case (true, true, true, _): .matmulSmallTT
         }
     }
 }

@@ -86,13 +86,14 @@ extension KernelLibrary {
             Int32(batch.sums ? batch.count : 1),
         ]
         let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
-                                                   batch: batch.sums ? 1 : batch.count)
+                                                   batch: batch.sums ? 1 : batch.count, summed: batch.sums)
         try launch(kernel, global: global, local: local, arguments: arguments)
     }
 
     /// Kernel, global and local size for C[m, n] (see the comments in kernels.cl). Every work-item
     /// of a group must reach the kernel's barriers, so the local sizes are exact.
-    func matmulLaunch(transposeA: Bool, transposeB: Bool, m: Int, n: Int, batch: Int) -> (KernelName, [Int], [Int]) {
+    func matmulLaunch(transposeA: Bool, transposeB: Bool, m: Int, n: Int, batch: Int,
+                      summed: Bool = false) -> (KernelName, [Int], [Int]) {
         func up(_ x: Int, _ d: Int) -> Int { (x + d - 1) / d }
         func roundUp(_ x: Int, _ d: Int) -> Int { up(x, d) * d }
         if isGPU {
@@ -106,7 +107,7 @@ extension KernelLibrary {
             return (.matmul(transposeA: transposeA, transposeB: transposeB, small: true),
                     [roundUp(up(cols, tiles.smallWidth), 2), roundUp(up(rows, tiles.smallRows), 8), batch], [2, 8, 1])
         }
-        return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false),
+        return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false, summed: summed),
                 [roundUp(up(cols, tiles.vectors * vec), 4), roundUp(up(rows, tiles.tileRows), 4), batch], [4, 4, 1])
     }
 

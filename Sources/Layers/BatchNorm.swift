@@ -62,13 +62,16 @@ public class BatchNorm: Module {
 
     /// Normalizes `x` per channel (then scales and shifts it when affine); in training also counts
     /// the batch and updates the running statistics.
-    public override func forward(_ x: Tensor) throws -> Tensor {
+    public override func forward(_ x: Tensor) throws -> Tensor { try callAsFunction(x, activation: nil) }
+
+    /// The normalization followed by `activation`, in the same pass when its derivative allows.
+    public func callAsFunction(_ x: Tensor, activation: Activation?) throws -> Tensor {
         guard ranks.contains(x.rank), x.shape[1] == features else {
             throw TensorError("\(typeName)(\(features)): input \(x.shape) should have rank \(ranks.lowerBound == ranks.upperBound ? "\(ranks.lowerBound)" : "\(ranks.lowerBound) or \(ranks.upperBound)") and \(features) channels on axis 1.")
         }
         if training { numBatchesTracked += 1 }
         return try x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                               training: training, momentum: momentum, eps: eps)
+                               training: training, momentum: momentum, eps: eps, activation: activation)
     }
 
     /// `256, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True`

@@ -3,9 +3,9 @@ import KilnTensor
 
 /// Modules applied in order, named `0`, `1`, ... as in PyTorch's `nn.Sequential`.
 ///
-/// A `Linear` or `Conv2d` followed by an activation whose derivative follows from its output
-/// (ReLU, LeakyReLU with a positive slope, Sigmoid, Tanh) runs the activation in the matrix
-/// product's epilogue: one kernel fewer, the same numbers.
+/// A `Linear`, `Conv2d` or batch norm followed by an activation whose derivative follows from its
+/// output (ReLU, LeakyReLU with a positive slope, Sigmoid, Tanh) runs the activation in the same
+/// kernel (a matrix product's epilogue, the normalization's pass): one pass fewer, the same numbers.
 ///
 /// ```swift
 /// let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
@@ -29,7 +29,7 @@ public final class Sequential: Module {
         layers.enumerated().map { (String($0.offset), .module($0.element)) }
     }
 
-    /// Runs `x` through every layer in order, fusing a `Linear` with a following activation.
+    /// Runs `x` through every layer in order, fusing a layer with a following activation.
     public override func forward(_ x: Tensor) throws -> Tensor {
         var x = x
         var index = layers.startIndex
@@ -38,11 +38,8 @@ public final class Sequential: Module {
         while index < layers.endIndex {
             let layer = layers[index]
             let next = index + 1 < layers.endIndex ? (layers[index + 1] as? ActivationLayer)?.activation : nil
-            if fuse, let activation = next, activation.derivativeFromOutput, let linear = layer as? Linear {
-                x = try linear(x, activation: activation)
-                index += 2
-            } else if fuse, let activation = next, activation.derivativeFromOutput, let conv = layer as? Conv2d {
-                x = try conv(x, activation: activation)
+            if fuse, let activation = next, activation.derivativeFromOutput, let layer = layer as? FusesActivation {
+                x = try layer(x, activation: activation)
                 index += 2
             } else {
                 x = try layer(x)
@@ -52,3 +49,13 @@ public final class Sequential: Module {
         return x
     }
 }
+
+/// A layer that can run a following activation in its own kernel (`Sequential` uses it).
+public protocol FusesActivation: Module {
+    /// The layer's output with `activation` applied (fused when its derivative follows from the output).
+    func callAsFunction(_ x: Tensor, activation: Activation?) throws -> Tensor
+}
+
+extension Linear: FusesActivation {}
+extension Conv2d: FusesActivation {}
+extension BatchNorm: FusesActivation {}

@@ -52,9 +52,7 @@ extension Tensor {
 
     /// `self op other` with broadcasting; records the gradient.
     func binary(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
-        guard device === other.device else {
-            throw TensorError("\(op.rawValue): the tensors are on different devices (\(device) and \(other.device)).")
-        }
+        try Tensor.checkSameDevice(op.rawValue, [self, other])
         guard let outShape = Tensor.broadcastShape(shape, other.shape) else {
             throw TensorError("\(op.rawValue): shapes \(shape) and \(other.shape) do not broadcast (each pair of axes, aligned at the right, must be equal or 1).")
         }
@@ -212,9 +210,7 @@ extension Tensor {
         guard let ab = broadcastShape(a.shape, b.shape), let shape = broadcastShape(condition.shape, ab) else {
             throw TensorError("where: shapes \(condition.shape), \(a.shape) and \(b.shape) do not broadcast.")
         }
-        guard condition.device === a.device, a.device === b.device else {
-            throw TensorError("where: the tensors are on different devices.")
-        }
+        try checkSameDevice("where", [condition, a, b])
         let (c, x, y) = try withNoGrad { (try condition.expanded(to: shape), try a.expanded(to: shape), try b.expanded(to: shape)) }
         let out = try Tensor.empty(shape, on: a.device)
         try a.kernels.select(c.floats("where"), x.floats("where"), y.floats("where"), into: out.floats("where"))

@@ -45,9 +45,7 @@ extension Tensor {
         }
         let (o, ckk) = (weight.shape[0], weight.count / weight.shape[0])
         if let bias, bias.shape != [o] { throw TensorError("conv2d: bias \(bias.shape) should be [\(o)].") }
-        guard device === weight.device, bias.map({ $0.device === device }) ?? true else {
-            throw TensorError("conv2d: the tensors are on different devices.")
-        }
+        try Tensor.checkSameDevice("conv2d", [self, weight, bias])
         if let activation, !activation.derivativeFromOutput {
             return try conv2d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation)
                 .applying(activation)
@@ -60,9 +58,9 @@ extension Tensor {
         let cols = try Tensor.empty([n, ckk, p], on: device)
         try kernels.im2col(floats("conv2d"), window, into: cols.floats("conv2d"))
         let out = try Tensor.empty([n, o, window.outputHeight, window.outputWidth], on: device)
-        try kernels.matmul(weight.floats("conv2d"), cols.floats("conv2d"), into: out.floats("conv2d"), m: o, n: p, k: ckk,
-                           bias: bias?.floats("conv2d"), biasPerRow: true, activation: activation,
-                           batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
+        try kernels.convolutionForward(cols: cols.floats("conv2d"), weight: weight.floats("conv2d"),
+                                       bias: bias?.floats("conv2d"), window, outChannels: o, activation: activation,
+                                       into: out.floats("conv2d"))
         let x = self
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
         return out.recorded(inputs) { g in
@@ -77,16 +75,16 @@ extension Tensor {
             if weight.requiresGrad {
                 // dW = Σₙ gz[n] [O, P] · cols[n]ᵀ, the samples' products summed in one launch.
                 let dw = try Tensor.empty(weight.shape, on: x.device)
-                try kernels.matmul(gz.floats("conv2d"), cols.floats("conv2d"), into: dw.floats("conv2d"), m: o, n: ckk, k: p,
-                                   transposeB: true, batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
+                try kernels.convolutionWeightGradient(gradOutput: gz.floats("conv2d"), cols: cols.floats("conv2d"), window,
+                                                      outChannels: o, into: dw.floats("conv2d"))
                 gWeight = dw
             }
             if bias?.requiresGrad == true { gBias = try gz.sum(axes: [0, 2, 3]) }
             if x.requiresGrad {
                 // dcols[n] = Wᵀ · gz[n], then each input element gathers its windows' entries.
                 let dcols = try Tensor.empty([n, ckk, p], on: x.device)
-                try kernels.matmul(weight.floats("conv2d"), gz.floats("conv2d"), into: dcols.floats("conv2d"), m: ckk, n: p,
-                                   k: o, transposeA: true, batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
+                try kernels.convolutionInputColumns(gradOutput: gz.floats("conv2d"), weight: weight.floats("conv2d"), window,
+                                                    outChannels: o, into: dcols.floats("conv2d"))
                 let dx = try Tensor.empty(x.shape, on: x.device)
                 try kernels.col2im(dcols.floats("conv2d"), window, into: dx.floats("conv2d"))
                 gInput = dx

@@ -62,6 +62,7 @@ public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float 
     guard logits.rank == 2, targets.rank == 1, targets.count == logits.shape[0] else {
         throw TensorError("crossEntropy: logits must be [N, C] and targets [N]; got \(logits.shape) and \(targets.shape).")
     }
+    try Tensor.checkSameDevice("crossEntropy", [logits, targets, hits])
     let (n, c) = (logits.shape[0], logits.shape[1])
     let kernels = try logits.kernels
     let needsGrad = GradMode.enabled && logits.requiresGrad
@@ -144,9 +145,16 @@ extension Tensor {
     /// statistics per channel (axis 1) over the batch and every position after it. In training it
     /// normalizes by the batch mean and *biased* variance and updates `runningMean`/`runningVar`
     /// (the *unbiased* variance) in place with `momentum`; in eval it uses the running statistics.
+    /// `activation`, when given, follows in the same pass (its gradient from the output, so relu,
+    /// leaky relu of positive slope, sigmoid and tanh fuse; GELU runs as its own op).
     public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
-                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) throws -> Tensor {
+                          training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
+                          activation: Activation? = nil) throws -> Tensor {
         guard rank >= 2 else { throw TensorError("batchNorm needs [N, C] or [N, C, ...] input, got \(shape).") }
+        if let activation, !activation.derivativeFromOutput {
+            return try batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                                 training: training, momentum: momentum, eps: eps).applying(activation)
+        }
         let layout = BatchNormShape(samples: shape[0], channels: shape[1], spatial: count / (shape[0] * shape[1]))
         let c = layout.channels
         for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", runningMean), ("running_var", runningVar)] {
@@ -154,6 +162,7 @@ extension Tensor {
                 throw TensorError("batchNorm: \(name) has \(t.count) elements but the input \(shape) has \(c) channels.")
             }
         }
+        try Tensor.checkSameDevice("batchNorm", [self, weight, bias, runningMean, runningVar])
         let out = try Tensor.empty(shape, on: device)
         let gamma = try weight?.floats("batchNorm"), beta = try bias?.floats("batchNorm")
         guard training else {
@@ -163,7 +172,7 @@ extension Tensor {
             try kernels.batchNormForwardInference(x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta,
                                                   runningMean: runningMean.floats("batchNorm"),
                                                   runningVar: runningVar.floats("batchNorm"), eps: eps,
-                                                  y: out.floats("batchNorm"))
+                                                  activation: activation, y: out.floats("batchNorm"))
             let inputs = [self] + [weight, bias].compactMap { $0 }
             return out.recorded(inputs) { _ in
                 throw TensorError("backward through batchNorm in eval mode is not supported; call train() first.")
@@ -177,10 +186,18 @@ extension Tensor {
                                              runningMean: runningMean?.floats("batchNorm"),
                                              runningVar: runningVar?.floats("batchNorm"),
                                              hyper: BatchNormHyperparameters(eps: eps, momentum: momentum),
-                                             y: out.floats("batchNorm"), saveMean: mean, saveInvstd: invstd)
+                                             activation: activation, y: out.floats("batchNorm"),
+                                             saveMean: mean, saveInvstd: invstd)
         let x = self
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded(inputs) { g in
+            var g = g
+            if let activation {
+                let gz = try Tensor.empty(g.shape, on: g.device)
+                try g.kernels.activationBackward(activation, gradOutput: g.floats("batchNorm"), saved: out.floats("batchNorm"),
+                                                 into: gz.floats("batchNorm"))
+                g = gz
+            }
             let dx = try Tensor.empty(x.shape, on: x.device)
             let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
             let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }

@@ -95,9 +95,7 @@ extension Tensor {
         guard k == k2 else {
             throw TensorError("matmul: inner sizes differ: op(a) is [\(m), \(k)] and op(b) is [\(k2), \(n)] (shapes \(a.shape)\(transposeA ? "ᵀ" : "") and \(b.shape)\(transposeB ? "ᵀ" : "")).")
         }
-        guard a.device === b.device, bias.map({ $0.device === a.device }) ?? true else {
-            throw TensorError("matmul: the tensors are on different devices.")
-        }
+        try checkSameDevice("matmul", [a, b, bias])
         if let bias, bias.count != n { throw TensorError("linear: bias has shape \(bias.shape) but the output has \(n) columns.") }
         let out = try Tensor.empty([m, n], on: a.device)
         try a.kernels.matmul(a.floats("matmul"), b.floats("matmul"), into: out.floats("matmul"), m: m, n: n, k: k,

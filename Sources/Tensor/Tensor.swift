@@ -353,3 +353,12 @@ extension Array: TensorLiteral where Element: TensorLiteral {
         for element in self { element.appendLiteralValues(to: &values) }
     }
 }
+
+extension Tensor {
+    /// Throws unless every given tensor is on the same device (an op's inputs must be).
+    static func checkSameDevice(_ op: String, _ tensors: [Tensor?]) throws {
+        let present = tensors.compactMap { $0 }
+        guard let first = present.first, let other = present.first(where: { $0.device !== first.device }) else { return }
+        throw TensorError("\(op): the tensors are on different devices (\(first.device) and \(other.device)); create or move them on one device.")
+    }
+}

@@ -26,10 +26,14 @@ struct CatalogueTests {
             .filter { $0.pathExtension == "swift" && $0.lastPathComponent != "KernelCatalogue.swift" }
         let text = try files.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n")
         #expect(!files.isEmpty, "found no launcher files under \(Self.launcherFolder.path)")
-        // The matmul launcher picks its variant through KernelName.matmul(transposeA:transposeB:small:).
+        // The matmul launcher picks its variant through KernelName.matmul(transposeA:transposeB:small:summed:).
         #expect(text.contains(".matmul(transposeA:"), "the matmul launcher does not choose its kernel by KernelName.matmul")
         let flags = [false, true]
-        let variants = Set(flags.flatMap { a in flags.flatMap { b in flags.map { KernelName.matmul(transposeA: a, transposeB: b, small: $0) } } })
+        let variants = Set(flags.flatMap { a in
+            flags.flatMap { b in
+                flags.flatMap { small in flags.map { KernelName.matmul(transposeA: a, transposeB: b, small: small, summed: $0) } }
+            }
+        })
         for entry in KernelName.allCases {
             let launched = text.contains(".\(entry)") || variants.contains(entry)
             #expect(launched, "KernelName.\(entry) (\(entry.rawValue)) has no launcher")

@@ -63,8 +63,47 @@ struct ConvolutionKernelTests {
         }
     }
 
+    @Test("the three convolution products against the Double reference; the weight gradient on both of its paths")
+    func products() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            var paths: Set<Bool> = []
+            // (N, C, O, H, W): a narrow output (dot products) and a wide one (outer products on a CPU).
+            for (n, c, o, h, w) in [(3, 2, 5, 7, 9), (3, 16, 64, 9, 10), (2, 1, 32, 11, 6)] {
+                let g = try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: (3, 3), padding: (1, 1))
+                let (p, ckk) = (g.outputPlane, g.patchSize)
+                paths.insert(kernels.weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk))
+                let cols = randomFloats(n * ckk * p, seed: 1), weight = randomFloats(o * ckk, seed: 2)
+                let bias = randomFloats(o, seed: 3), dy = randomFloats(n * o * p, seed: 4)
+                let y = try device.buffer(Float.self, count: n * o * p), dw = try device.buffer(Float.self, count: o * ckk)
+                let dcols = try device.buffer(Float.self, count: n * ckk * p)
+                try kernels.convolutionForward(cols: device.buffer(cols), weight: device.buffer(weight), bias: device.buffer(bias),
+                                               g, outChannels: o, into: y)
+                try kernels.convolutionWeightGradient(gradOutput: device.buffer(dy), cols: device.buffer(cols), g,
+                                                      outChannels: o, into: dw)
+                try kernels.convolutionInputColumns(gradOutput: device.buffer(dy), weight: device.buffer(weight), g,
+                                                    outChannels: o, into: dcols)
+                var yRef = [Double](repeating: 0, count: n * o * p), dwRef = [Double](repeating: 0, count: o * ckk)
+                var dcolsRef = [Double](repeating: 0, count: n * ckk * p)
+                for s in 0..<n { for q in 0..<o { for r in 0..<ckk { for j in 0..<p {
+                    let (col, grad) = (Double(cols[(s * ckk + r) * p + j]), Double(dy[(s * o + q) * p + j]))
+                    yRef[(s * o + q) * p + j] += Double(weight[q * ckk + r]) * col + (r == 0 ? Double(bias[q]) : 0)
+                    dwRef[q * ckk + r] += grad * col
+                    dcolsRef[(s * ckk + r) * p + j] += Double(weight[q * ckk + r]) * grad
+                } } } }
+                let what = "\(EW.path(kernels)) conv [\(n), \(c), \(h), \(w)] → \(o)"
+                expectClose(try y.toArray(), yRef, rtol: 1e-4, atol: 1e-4, "\(what) forward")
+                expectClose(try dw.toArray(), dwRef, rtol: 1e-4, atol: 1e-4, "\(what) weight gradient")
+                expectClose(try dcols.toArray(), dcolsRef, rtol: 1e-4, atol: 1e-4, "\(what) input columns")
+            }
+            // A CPU device runs both forms of the weight gradient on these shapes; a GPU only dot products.
+            #expect(paths == (kernels.config.isGPU ? [false] : [false, true]), "\(EW.path(kernels)) weight-gradient paths \(paths)")
+        }
+    }
+
     static let poolCases: [WindowCase] = [
         WindowCase(n: 2, c: 3, h: 8, w: 8, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
+        WindowCase(n: 2, c: 3, h: 11, w: 13, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
         WindowCase(n: 1, c: 2, h: 7, w: 9, k: (3, 3), s: (2, 2), p: (1, 1), d: (1, 1)),
         WindowCase(n: 2, c: 1, h: 11, w: 6, k: (3, 2), s: (1, 2), p: (1, 0), d: (1, 1)),
         WindowCase(n: 1, c: 4, h: 13, w: 13, k: (5, 5), s: (3, 3), p: (2, 2), d: (1, 1)),

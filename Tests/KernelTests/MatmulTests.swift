@@ -120,6 +120,38 @@ struct MatmulTests {
         }
     }
 
+    @Test("a summed batch adds its products into one C, in all transposes, with the epilogue applied once to the sum")
+    func summedBatches() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            // Awkward shapes, a K above the K block (257 · 3), one product, and a convolution's weight gradient.
+            for (count, m, n, k) in [(3, 7, 13, 5), (5, 40, 37, 257), (1, 33, 70, 9), (16, 64, 288, 196)] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let a = randomFloats(count * m * k, seed: UInt64(m)), b = randomFloats(count * k * n, seed: UInt64(n))
+                    let bias = randomFloats(n, seed: 9)
+                    let c = try device.buffer([Float](repeating: .nan, count: m * n))   // overwritten, never read
+                    try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb,
+                                       bias: device.buffer(bias), activation: .relu,
+                                       batch: .sum(count: count, strideA: m * k, strideB: k * n))
+                    var sum = [Double](repeating: 0, count: m * n)
+                    for i in 0..<count {
+                        let product = referenceMatmul(Array(a[(i * m * k)...].prefix(m * k)), Array(b[(i * k * n)...].prefix(k * n)),
+                                                      m: m, n: n, k: k, ta: ta, tb: tb, bias: nil, activation: nil, previous: nil)
+                        for j in sum.indices { sum[j] += product[j] }
+                    }
+                    let expected = sum.enumerated().map { max(0, $0.element + Double(bias[$0.offset % n])) }
+                    expectClose(try c.toArray(), expected, rtol: 1e-4, atol: 1e-4,
+                                "\(EW.path(kernels)) summed \(count) \(ta)\(tb) \(m)×\(n)×\(k)")
+                }
+            }
+            let c = try device.buffer(Float.self, count: 4)
+            #expect(throws: ShapeError.self) {
+                try kernels.matmul(device.buffer([Float](repeating: 1, count: 12)), device.buffer([Float](repeating: 1, count: 12)),
+                                   into: c, m: 2, n: 2, k: 3, accumulate: true, batch: .sum(count: 2, strideA: 6, strideB: 6))
+            }
+        }
+    }
+
     @Test("a long K (above the nt kernel's K block) runs in blocks with the same result, epilogue and accumulate included")
     func longK() throws {
         for kernels in try EW.libraries() {

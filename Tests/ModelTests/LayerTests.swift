@@ -68,6 +68,27 @@ struct LayerTests {
         }
     }
 
+    @Test("a batch norm followed by an activation fuses: the same outputs, gradients and running statistics as apart")
+    func batchNormFusion() throws {
+        let values = randomFloats(4 * 3 * 5 * 5, seed: 5).map { $0 * 3 + 1 }
+        for activation in [ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh(), GELU()] as [Module] {
+            var results: [[[Float]]] = []
+            for fused in [true, false] {
+                let bn = try BatchNorm2d(3)
+                let x = try Tensor(values, shape: [4, 3, 5, 5], on: bn.runningMean.device, requiresGrad: true)
+                let y = fused ? try Sequential(bn, activation)(x) : try activation(bn(x))
+                try (y * y).sum().backward()
+                results.append([try y.toArray(), try #require(x.grad).toArray(), try #require(bn.weight?.grad).toArray(),
+                                try bn.runningMean.toArray(), try bn.runningVar.toArray()])
+                bn.eval()
+                results[results.count - 1].append(try Sequential(bn, activation)(x).toArray())
+            }
+            for (part, name) in ["output", "input gradient", "weight gradient", "running mean", "running var", "eval output"].enumerated() {
+                expectClose(results[0][part], results[1][part], rtol: 1e-5, atol: 1e-6, "\(type(of: activation)) \(name)")
+            }
+        }
+    }
+
     @Test("Dropout is the identity in eval and drops about p in training")
     func dropout() throws {
         let device = try TestDevice.get()

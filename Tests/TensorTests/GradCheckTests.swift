@@ -94,7 +94,7 @@ struct GradCheckTests {
         try gradCheck([[4, 3], [4, 5]], "matmul tn") { try $0[0].matmul($0[1], transposeA: true) }
         try gradCheck([[4, 3], [5, 4]], "matmul tt") { try $0[0].matmul($0[1], transposeA: true, transposeB: true) }
         for activation in [Activation?.none, .relu, .leakyRelu(slope: 0.2), .leakyRelu(slope: -0.5), .sigmoid, .tanh, .gelu] {
-            try gradCheck([[6, 4], [3, 4], [3]], "linear \(activation)") {
+            try gradCheck([[6, 4], [3, 4], [3]], "linear \(String(describing: activation))") {
                 try Tensor.linear($0[0], $0[1], bias: $0[2], activation: activation, transposeB: true)
             }
         }

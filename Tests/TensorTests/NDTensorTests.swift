@@ -111,6 +111,24 @@ struct NDTensorTests {
         }
     }
 
+    @Test("an op whose inputs live on two devices throws a TensorError instead of reaching OpenCL")
+    func twoDevices() throws {
+        let (one, two) = (try Device.makeDefault(), try Device.makeDefault())
+        let a = try Tensor.ones([2, 3, 4, 4], on: one), w = try Tensor.ones([5, 3, 3, 3], on: two)
+        let checks: [(String, () throws -> Tensor)] = [
+            ("add", { try a + Tensor.ones([4], on: two) }),
+            ("matmul", { try Tensor.ones([2, 3], on: one).matmul(Tensor.ones([3, 2], on: two)) }),
+            ("conv2d", { try a.conv2d(weight: w) }),
+            ("batchNorm", { try a.batchNorm(weight: Tensor.ones([3], on: two), bias: nil, runningMean: nil, runningVar: nil,
+                                            training: true) }),
+            ("crossEntropy", { try crossEntropy(logits: Tensor.ones([2, 3], on: one), targets: Tensor(labels: [0, 1], on: two)) }),
+        ]
+        for (op, run) in checks {
+            #expect(throws: TensorError.self, "\(op)") { try run() }
+            do { _ = try run() } catch { #expect("\(error)".contains("different devices"), "\(op): \(error)") }
+        }
+    }
+
     @Test("sum, mean and max over any set of axes, with and without keepDims",
           arguments: [[0], [1], [3], [0, 2], [1, 3], [0, 1, 3], [0, 1, 2, 3], [-1], [2, -3]])
     func reductions(axes: [Int]) throws {

@@ -153,17 +153,14 @@ public enum BenchSuite {
                 try r.kernels.im2col(x, window, into: cols)
             })
             results.append(try r.measure("\(name) forward", shape: [o, ckk, p, n], flops: flops) {
-                try r.kernels.matmul(w, cols, into: y, m: o, n: p, k: ckk, bias: bias, biasPerRow: true,
-                                     batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
+                try r.kernels.convolutionForward(cols: cols, weight: w, bias: bias, window, outChannels: o, into: y)
             })
             results.append(try r.measure("\(name) weight grad", shape: [o, p, ckk, n], flops: flops) {
-                try r.kernels.matmul(g, cols, into: dw, m: o, n: ckk, k: p, transposeB: true,
-                                     batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
+                try r.kernels.convolutionWeightGradient(gradOutput: g, cols: cols, window, outChannels: o, into: dw)
             })
             if c > 1 {
                 results.append(try r.measure("\(name) input grad", shape: [ckk, o, p, n], flops: flops) {
-                    try r.kernels.matmul(w, g, into: cols, m: ckk, n: p, k: o, transposeA: true,
-                                         batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
+                    try r.kernels.convolutionInputColumns(gradOutput: g, weight: w, window, outChannels: o, into: cols)
                 })
                 let dx: Buffer<Float> = try r.device.buffer(count: window.inputCount)
                 results.append(try r.measure("\(name) col2im", shape: [ckk, n * p], bytes: Double(4 * (ckk * n * p + window.inputCount))) {
