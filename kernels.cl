@@ -2451,6 +2451,14 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
 // replaces the maximum when larger, or when it is the first NaN -- written with selects and
 // bitwise masks (for scalars too: isnan is 1 or 0 there, so ~isnan is -1 or -2), never branches
 // (a branch per element costs a CPU device 2-3x).
+//
+// Fused with what precedes it in a conv block (BatchNorm2d -> activation -> MaxPool2d):
+//   norm != 0: each input is first normalized, (x - mean) * scale + shift, coefficients
+//              coef = [mean | scale | shift] per channel (c = plane % C), as bn_apply;
+//   act != 0:  the window's maximum then goes through the activation (a KILN_ACT_* code). For a
+//              non-decreasing activation (relu, leaky relu of slope >= 0, sigmoid, tanh) the
+//              maximum of act(v) is act of the maximum, at the same first index, NaN included.
+// So the block reads its input once and writes only the pooled output and indices.
 #define KILN_POOL2_STEP(v, i, B, SEL)                                                          \
     do {                                                                                        \
         const B beats_ = isgreater(v, m) | (isnan(v) & ~isnan(m));                              \
@@ -2459,7 +2467,9 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
     } while (0)
 #define KILN_SCALAR_SELECT(a, b, c) ((c) ? (b) : (a))
 __kernel void pool_max2(const int planes, const int H, const int W, const int OH, const int OW,
-                        __global const float* x, __global float* y, __global int* idx) {
+                        __global const float* x, __global float* y, __global int* idx,
+                        const int C, const int norm, __global const float* coef, const int act,
+                        const float slope) {
     const int item = get_global_id(0);
     if (item >= planes * OH) return;
     const int plane = item / OH, oh = item - plane * OH;
@@ -2468,44 +2478,52 @@ __kernel void pool_max2(const int planes, const int H, const int W, const int OH
     __global float* out = y + (long)item * OW;
     __global int* at = idx + (long)item * OW;
     const int a0 = (2 * oh) * W;
+    // Identity coefficients when not normalizing: (v - 0) * 1 + 0 is v exactly.
+    const int c = plane % C;
+    const float mean = norm ? coef[c] : 0.0f, scale = norm ? coef[C + c] : 1.0f;
+    const float shift = norm ? coef[2 * C + c] : 0.0f;
     int ow = 0;
     for (; ow + 4 <= OW; ow += 4) {
-        const float8 top = vload8(0, r0 + 2 * ow), bottom = vload8(0, r1 + 2 * ow);
+        const float8 top = fma(vload8(0, r0 + 2 * ow) - mean, scale, shift);
+        const float8 bottom = fma(vload8(0, r1 + 2 * ow) - mean, scale, shift);
         const int4 a = a0 + 2 * ow + (int4)(0, 2, 4, 6);
         float4 m = top.even;
         int4 mi = a;
         KILN_POOL2_STEP(top.odd, a + 1, int4, select);
         KILN_POOL2_STEP(bottom.even, a + W, int4, select);
         KILN_POOL2_STEP(bottom.odd, a + W + 1, int4, select);
-        vstore4(m, 0, out + ow);
+        vstore4(KILN_ACT(m, act, slope, float4), 0, out + ow);
         vstore4(mi, 0, at + ow);
     }
     for (; ow < OW; ++ow) {
         const int a = a0 + 2 * ow;
-        float m = r0[2 * ow];
+        float m = fma(r0[2 * ow] - mean, scale, shift);
         int mi = a;
-        KILN_POOL2_STEP(r0[2 * ow + 1], a + 1, int, KILN_SCALAR_SELECT);
-        KILN_POOL2_STEP(r1[2 * ow], a + W, int, KILN_SCALAR_SELECT);
-        KILN_POOL2_STEP(r1[2 * ow + 1], a + W + 1, int, KILN_SCALAR_SELECT);
-        out[ow] = m;
+        KILN_POOL2_STEP(fma(r0[2 * ow + 1] - mean, scale, shift), a + 1, int, KILN_SCALAR_SELECT);
+        KILN_POOL2_STEP(fma(r1[2 * ow] - mean, scale, shift), a + W, int, KILN_SCALAR_SELECT);
+        KILN_POOL2_STEP(fma(r1[2 * ow + 1] - mean, scale, shift), a + W + 1, int, KILN_SCALAR_SELECT);
+        out[ow] = KILN_ACT(m, act, slope, float);
         at[ow] = mi;
     }
 }
 
 // dx of pool_max2: each output row writes its own two rows of dx (the windows tile the image: no
 // overlap, so no sum and no race); inputs outside every window (an odd last row or column) are
-// zeroed by the launcher beforehand.
+// zeroed by the launcher beforehand. With act != 0 the gradient first goes back through the fused
+// activation, its derivative from the pooled output y (kiln_act_grad).
 __kernel void pool_max2_backward(const int planes, const int H, const int W, const int OH, const int OW,
-                                 __global const float* dy, __global const int* idx, __global float* dx) {
+                                 __global const float* dy, __global const int* idx, __global float* dx,
+                                 __global const float* y, const int act, const float slope) {
     const int item = get_global_id(0);
     if (item >= planes * OH) return;
     const int plane = item / OH, oh = item - plane * OH;
     __global float* out = dx + (long)plane * H * W;
     __global const float* g = dy + (long)item * OW;
+    __global const float* pooled = y + (long)item * OW;
     __global const int* at = idx + (long)item * OW;
     for (int ow = 0; ow < OW; ++ow) {
         const int a = (2 * oh) * W + 2 * ow, m = at[ow];
-        const float v = g[ow];
+        const float v = act ? KILN_ACT_GRAD(g[ow], pooled[ow], act, slope, float) : g[ow];
         out[a] = m == a ? v : 0.0f;
         out[a + 1] = m == a + 1 ? v : 0.0f;
         out[a + W] = m == a + W ? v : 0.0f;

@@ -71,8 +71,24 @@ extension KernelLibrary {
                                          beta: Buffer<Float>?, runningMean: Buffer<Float>?, runningVar: Buffer<Float>?,
                                          hyper: BatchNormHyperparameters = .init(), activation: Activation? = nil,
                                          y: Buffer<Float>, saveMean: Buffer<Float>, saveInvstd: Buffer<Float>) throws {
+        try checkBatchNorm("batchNormForwardTraining", shape, tensors: [("x", x), ("y", y)], perChannel: [],
+                           gamma: gamma, beta: beta)
+        let coefficients = try batchNormTrainingCoefficients(x: x, shape: shape, gamma: gamma, beta: beta,
+                                                             runningMean: runningMean, runningVar: runningVar, hyper: hyper,
+                                                             saveMean: saveMean, saveInvstd: saveInvstd)
+        try batchNormApply(x: x, shape: shape, coefficients: coefficients, activation: activation, y: y)
+    }
+
+    /// The statistics pass of `batchNormForwardTraining` (the batch statistics, saved, and the
+    /// running statistics updated) without the element-wise pass: returns the per-channel
+    /// coefficients `[mean | scale | shift]` (3 · channels) that `batchNormApply`, or a fused
+    /// `maxPool`, applies as `(x - mean) * scale + shift`.
+    public func batchNormTrainingCoefficients(x: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
+                                              beta: Buffer<Float>?, runningMean: Buffer<Float>?,
+                                              runningVar: Buffer<Float>?, hyper: BatchNormHyperparameters = .init(),
+                                              saveMean: Buffer<Float>, saveInvstd: Buffer<Float>) throws -> Buffer<Float> {
         let name = "batchNormForwardTraining"
-        try checkBatchNorm(name, shape, tensors: [("x", x), ("y", y)],
+        try checkBatchNorm(name, shape, tensors: [("x", x)],
                            perChannel: [("saveMean", saveMean), ("saveInvstd", saveInvstd)], gamma: gamma, beta: beta)
         guard shape.perChannel > 1 else {
             throw ShapeError("\(name): training needs more than 1 value per channel (got \(shape)).")
@@ -89,8 +105,30 @@ extension KernelLibrary {
                      partial, hyper.eps, hyper.momentum, Int32(running == nil ? 0 : 1), saveMean, saveInvstd,
                      running?.0 ?? saveMean, running?.1 ?? saveInvstd, Int32(gamma == nil ? 0 : 1),
                      gamma ?? saveMean, beta ?? saveMean, coefficients)
+        return coefficients
+    }
+
+    /// The coefficients `[mean | scale | shift]` of evaluation mode, from the running statistics.
+    public func batchNormEvalCoefficients(shape: BatchNormShape, gamma: Buffer<Float>?, beta: Buffer<Float>?,
+                                          runningMean: Buffer<Float>, runningVar: Buffer<Float>,
+                                          eps: Float = 1e-5) throws -> Buffer<Float> {
+        try checkBatchNorm("batchNormForwardInference", shape, tensors: [],
+                           perChannel: [("runningMean", runningMean), ("runningVar", runningVar)], gamma: gamma, beta: beta)
+        let c = shape.channels
+        let coefficients = try device.buffer(Float.self, count: 3 * c)
+        try launch1D(.bnEvalCoefficients, c, Int32(c), runningMean, runningVar, eps, Int32(gamma == nil ? 0 : 1),
+                     gamma ?? runningMean, beta ?? runningMean, coefficients)
+        return coefficients
+    }
+
+    /// `y = activation((x - mean) * scale + shift)` per channel, from `coefficients`
+    /// `[mean | scale | shift]` (3 · channels).
+    public func batchNormApply(x: Buffer<Float>, shape: BatchNormShape, coefficients: Buffer<Float>,
+                               activation: Activation? = nil, y: Buffer<Float>) throws {
+        try checkBatchNorm("batchNormApply", shape, tensors: [("x", x), ("y", y)], perChannel: [], gamma: nil, beta: nil)
+        try Check.count("batchNormApply", "coefficients", coefficients, 3 * shape.channels)
         try launchFlat(.bnApply, count: shape.count,
-                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y,
+                       arguments: [Int32(shape.count), Int32(shape.channels), Int32(shape.spatial), x, coefficients, y,
                                    activation?.code ?? 0, activation?.parameter ?? 0])
     }
 
@@ -101,15 +139,9 @@ extension KernelLibrary {
     public func batchNormForwardInference(x: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
                                           beta: Buffer<Float>?, runningMean: Buffer<Float>, runningVar: Buffer<Float>,
                                           eps: Float = 1e-5, activation: Activation? = nil, y: Buffer<Float>) throws {
-        try checkBatchNorm("batchNormForwardInference", shape, tensors: [("x", x), ("y", y)],
-                           perChannel: [("runningMean", runningMean), ("runningVar", runningVar)], gamma: gamma, beta: beta)
-        let c = shape.channels
-        let coefficients = try device.buffer(Float.self, count: 3 * c)
-        try launch1D(.bnEvalCoefficients, c, Int32(c), runningMean, runningVar, eps, Int32(gamma == nil ? 0 : 1),
-                     gamma ?? runningMean, beta ?? runningMean, coefficients)
-        try launchFlat(.bnApply, count: shape.count,
-                       arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, coefficients, y,
-                                   activation?.code ?? 0, activation?.parameter ?? 0])
+        let coefficients = try batchNormEvalCoefficients(shape: shape, gamma: gamma, beta: beta, runningMean: runningMean,
+                                                         runningVar: runningVar, eps: eps)
+        try batchNormApply(x: x, shape: shape, coefficients: coefficients, activation: activation, y: y)
     }
 
     /// Batch normalization backward (training mode): one reduction pass (per channel `Σdy` and

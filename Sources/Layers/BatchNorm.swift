@@ -66,12 +66,25 @@ public class BatchNorm: Module {
 
     /// The normalization followed by `activation`, in the same pass when its derivative allows.
     public func callAsFunction(_ x: Tensor, activation: Activation?) throws -> Tensor {
-        guard ranks.contains(x.rank), x.shape[1] == features else {
-            throw TensorError("\(typeName)(\(features)): input \(x.shape) should have rank \(ranks.lowerBound == ranks.upperBound ? "\(ranks.lowerBound)" : "\(ranks.lowerBound) or \(ranks.upperBound)") and \(features) channels on axis 1.")
-        }
+        try check(x)
         if training { numBatchesTracked += 1 }
         return try x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                                training: training, momentum: momentum, eps: eps, activation: activation)
+    }
+
+    /// The normalization, `activation` and a 2 × 2 max pooling of stride 2 of `x` [N, C, H, W] in
+    /// one pass (`Sequential` runs BatchNorm2d → activation → MaxPool2d(2) this way).
+    public func normalizedMaxPool(_ x: Tensor, activation: Activation?) throws -> Tensor {
+        try check(x)
+        if training { numBatchesTracked += 1 }
+        return try x.batchNormMaxPool2d(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                                        training: training, momentum: momentum, eps: eps, activation: activation)
+    }
+
+    private func check(_ x: Tensor) throws {
+        guard ranks.contains(x.rank), x.shape[1] == features else {
+            throw TensorError("\(typeName)(\(features)): input \(x.shape) should have rank \(ranks.lowerBound == ranks.upperBound ? "\(ranks.lowerBound)" : "\(ranks.lowerBound) or \(ranks.upperBound)") and \(features) channels on axis 1.")
+        }
     }
 
     /// `256, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True`

@@ -97,6 +97,8 @@ public final class MaxPool2d: Module {
     public override func forward(_ x: Tensor) throws -> Tensor {
         try x.maxPool2d(kernel: kernelSize, stride: stride, padding: padding)
     }
+    /// 2 × 2 windows of stride 2 without padding: the pooling a batch norm can fuse.
+    public var isTwoByTwo: Bool { kernelSize == 2 && stride == 2 && padding == 0 }
     /// `kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False`
     public override var extraDescription: String {
         "kernel_size=\(kernelSize), stride=\(stride), padding=\(padding), dilation=1, ceil_mode=False"

@@ -6,6 +6,8 @@ import KilnTensor
 /// A `Linear`, `Conv2d` or batch norm followed by an activation whose derivative follows from its
 /// output (ReLU, LeakyReLU with a positive slope, Sigmoid, Tanh) runs the activation in the same
 /// kernel (a matrix product's epilogue, the normalization's pass): one pass fewer, the same numbers.
+/// A BatchNorm2d, such an activation (or none) and a `MaxPool2d(2)` run as one pooling pass that
+/// normalizes and activates as it reads.
 ///
 /// ```swift
 /// let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
@@ -38,6 +40,17 @@ public final class Sequential: Module {
         while index < layers.endIndex {
             let layer = layers[index]
             let next = index + 1 < layers.endIndex ? (layers[index + 1] as? ActivationLayer)?.activation : nil
+            // BatchNorm2d → (activation) → MaxPool2d(2): the pooling normalizes and activates as it reads.
+            if fuse, let norm = layer as? BatchNorm, x.rank == 4 {
+                let activation = next.flatMap { $0.derivativeFromOutput ? $0 : nil }
+                let poolIndex = index + (activation == nil ? 1 : 2)
+                if poolIndex < layers.endIndex, let pool = layers[poolIndex] as? MaxPool2d, pool.isTwoByTwo,
+                   activation != nil || next == nil {
+                    x = try norm.normalizedMaxPool(x, activation: activation)
+                    index = poolIndex + 1
+                    continue
+                }
+            }
             if fuse, let activation = next, activation.derivativeFromOutput, let layer = layer as? FusesActivation {
                 x = try layer(x, activation: activation)
                 index += 2

@@ -150,10 +150,29 @@ extension Tensor {
     public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
                           training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
                           activation: Activation? = nil) throws -> Tensor {
+        try normalized(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: training,
+                       momentum: momentum, eps: eps, activation: activation, pooled: false)
+    }
+
+    /// `batchNorm(…, activation:)` then `maxPool2d(kernel: 2)` of this [N, C, H, W] tensor, the
+    /// pooling's kernel normalizing and activating as it reads (a conv block's BatchNorm2d → ReLU →
+    /// MaxPool2d(2) in one pass over the input besides the statistics); the same numbers and
+    /// gradients as the three ops apart. An activation whose derivative needs its input (GELU) runs apart.
+    public func batchNormMaxPool2d(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?,
+                                   training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
+                                   activation: Activation? = nil) throws -> Tensor {
+        guard rank == 4 else { throw TensorError("batchNormMaxPool2d needs [N, C, H, W] input, got \(shape).") }
+        return try normalized(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                              training: training, momentum: momentum, eps: eps, activation: activation, pooled: true)
+    }
+
+    private func normalized(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?, training: Bool,
+                            momentum: Float, eps: Float, activation: Activation?, pooled: Bool) throws -> Tensor {
         guard rank >= 2 else { throw TensorError("batchNorm needs [N, C] or [N, C, ...] input, got \(shape).") }
         if let activation, !activation.derivativeFromOutput {
-            return try batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                                 training: training, momentum: momentum, eps: eps).applying(activation)
+            let y = try batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                                  training: training, momentum: momentum, eps: eps).applying(activation)
+            return pooled ? try y.maxPool2d(kernel: 2) : y
         }
         let layout = BatchNormShape(samples: shape[0], channels: shape[1], spatial: count / (shape[0] * shape[1]))
         let c = layout.channels
@@ -163,47 +182,68 @@ extension Tensor {
             }
         }
         try Tensor.checkSameDevice("batchNorm", [self, weight, bias, runningMean, runningVar])
-        let out = try Tensor.empty(shape, on: device)
+        let window = pooled ? try self.window("batchNormMaxPool2d", kernel: 2, stride: 2, padding: 0, dilation: 1) : nil
         let gamma = try weight?.floats("batchNorm"), beta = try bias?.floats("batchNorm")
-        guard training else {
+        let coefficients: Buffer<Float>
+        var saved: (mean: Buffer<Float>, invstd: Buffer<Float>)? = nil
+        if training {
+            guard layout.perChannel > 1 else {
+                throw TensorError("batchNorm in training needs more than 1 value per channel, got input \(shape) (PyTorch raises too).")
+            }
+            let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
+            coefficients = try kernels.batchNormTrainingCoefficients(
+                x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta, runningMean: runningMean?.floats("batchNorm"),
+                runningVar: runningVar?.floats("batchNorm"), hyper: BatchNormHyperparameters(eps: eps, momentum: momentum),
+                saveMean: mean, saveInvstd: invstd)
+            saved = (mean, invstd)
+        } else {
             guard let runningMean, let runningVar else {
                 throw TensorError("batchNorm in eval mode needs running statistics (track_running_stats).")
             }
-            try kernels.batchNormForwardInference(x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta,
-                                                  runningMean: runningMean.floats("batchNorm"),
-                                                  runningVar: runningVar.floats("batchNorm"), eps: eps,
-                                                  activation: activation, y: out.floats("batchNorm"))
-            let inputs = [self] + [weight, bias].compactMap { $0 }
+            coefficients = try kernels.batchNormEvalCoefficients(shape: layout, gamma: gamma, beta: beta,
+                                                                 runningMean: runningMean.floats("batchNorm"),
+                                                                 runningVar: runningVar.floats("batchNorm"), eps: eps)
+        }
+        let out: Tensor, indices: Buffer<Int32>?
+        if let window {
+            out = try Tensor.empty([window.samples, window.channels, window.outputHeight, window.outputWidth], on: device)
+            let found = try device.buffer(Int32.self, count: window.outputCount)
+            try kernels.maxPool(floats("batchNorm"), window, normalize: coefficients, activation: activation,
+                                into: out.floats("batchNorm"), indices: found)
+            indices = found
+        } else {
+            out = try Tensor.empty(shape, on: device)
+            try kernels.batchNormApply(x: floats("batchNorm"), shape: layout, coefficients: coefficients,
+                                       activation: activation, y: out.floats("batchNorm"))
+            indices = nil
+        }
+        let x = self
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        guard let saved else {
             return out.recorded(inputs) { _ in
                 throw TensorError("backward through batchNorm in eval mode is not supported; call train() first.")
             }
         }
-        guard layout.perChannel > 1 else {
-            throw TensorError("batchNorm in training needs more than 1 value per channel, got input \(shape) (PyTorch raises too).")
-        }
-        let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
-        try kernels.batchNormForwardTraining(x: floats("batchNorm"), shape: layout, gamma: gamma, beta: beta,
-                                             runningMean: runningMean?.floats("batchNorm"),
-                                             runningVar: runningVar?.floats("batchNorm"),
-                                             hyper: BatchNormHyperparameters(eps: eps, momentum: momentum),
-                                             activation: activation, y: out.floats("batchNorm"),
-                                             saveMean: mean, saveInvstd: invstd)
-        let x = self
-        let inputs = [x] + [weight, bias].compactMap { $0 }
         return out.recorded(inputs) { g in
-            var g = g
-            if let activation {
-                let gz = try Tensor.empty(g.shape, on: g.device)
+            // The gradient of the normalized tensor: through the pooling (and its fused activation),
+            // or the activation alone.
+            var gz = g
+            if let window, let indices {
+                gz = try Tensor.empty(x.shape, on: x.device)
+                try x.kernels.maxPoolBackward(g.floats("batchNorm"), indices: indices, window, activation: activation,
+                                              output: out.floats("batchNorm"), into: gz.floats("batchNorm"))
+            } else if let activation {
+                gz = try Tensor.empty(g.shape, on: g.device)
                 try g.kernels.activationBackward(activation, gradOutput: g.floats("batchNorm"), saved: out.floats("batchNorm"),
                                                  into: gz.floats("batchNorm"))
-                g = gz
             }
             let dx = try Tensor.empty(x.shape, on: x.device)
             let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
             let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }
-            try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: g.floats("batchNorm"), shape: layout,
-                                            gamma: gamma, saveMean: mean, saveInvstd: invstd, dx: dx.floats("batchNorm"),
-                                            dgamma: dgamma?.floats("batchNorm"), dbeta: dbeta?.floats("batchNorm"))
+            try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: gz.floats("batchNorm"), shape: layout,
+                                            gamma: gamma, saveMean: saved.mean, saveInvstd: saved.invstd,
+                                            dx: dx.floats("batchNorm"), dgamma: dgamma?.floats("batchNorm"),
+                                            dbeta: dbeta?.floats("batchNorm"))
             return [dx] + (weight == nil ? [] : [dgamma]) + (bias == nil ? [] : [dbeta])
         }
     }

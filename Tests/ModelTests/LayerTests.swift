@@ -68,23 +68,37 @@ struct LayerTests {
         }
     }
 
-    @Test("a batch norm followed by an activation fuses: the same outputs, gradients and running statistics as apart")
-    func batchNormFusion() throws {
-        let values = randomFloats(4 * 3 * 5 * 5, seed: 5).map { $0 * 3 + 1 }
-        for activation in [ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh(), GELU()] as [Module] {
-            var results: [[[Float]]] = []
+    @Test("BatchNorm2d → activation (→ MaxPool2d(2)) fuses: the same outputs, gradients and running statistics as apart",
+          arguments: [false, true])
+    func batchNormFusion(pooled: Bool) throws {
+        // Odd sizes: the pooling drops the last row and column, whose gradient must be zero.
+        let (n, c, h, w) = (4, 3, 7, 9)
+        let values = randomFloats(n * c * h * w, seed: 5).map { $0 * 3 + 1 }
+        // A device of its own, so that its launch count is this test's alone.
+        let device = try Device.makeDefault()
+        for activation in [nil, ReLU(), LeakyReLU(0.2), Sigmoid(), Tanh(), GELU()] as [Module?] {
+            var results: [[[Float]]] = [], launches: [Int] = []
             for fused in [true, false] {
-                let bn = try BatchNorm2d(3)
-                let x = try Tensor(values, shape: [4, 3, 5, 5], on: bn.runningMean.device, requiresGrad: true)
-                let y = fused ? try Sequential(bn, activation)(x) : try activation(bn(x))
+                let (bn, pool) = try Tensor.withDevice(device) { (try BatchNorm2d(c), try MaxPool2d(2)) }
+                let x = try Tensor(values, shape: [n, c, h, w], on: device, requiresGrad: true)
+                let layers = [bn] + (activation.map { [$0] } ?? []) + (pooled ? [pool] : [])
+                func apart(_ x: Tensor) throws -> Tensor { try layers.reduce(x) { try $1($0) } }
+                let before = x.device.queue.launches
+                let y = fused ? try Sequential(layers)(x) : try apart(x)
+                launches.append(x.device.queue.launches - before)
                 try (y * y).sum().backward()
                 results.append([try y.toArray(), try #require(x.grad).toArray(), try #require(bn.weight?.grad).toArray(),
-                                try bn.runningMean.toArray(), try bn.runningVar.toArray()])
+                                try #require(bn.bias?.grad).toArray(), try bn.runningMean.toArray(), try bn.runningVar.toArray()])
                 bn.eval()
-                results[results.count - 1].append(try Sequential(bn, activation)(x).toArray())
+                results[results.count - 1].append(try (fused ? Sequential(layers)(x) : apart(x)).toArray())
             }
-            for (part, name) in ["output", "input gradient", "weight gradient", "running mean", "running var", "eval output"].enumerated() {
-                expectClose(results[0][part], results[1][part], rtol: 1e-5, atol: 1e-6, "\(type(of: activation)) \(name)")
+            let what = "\(activation.map { "\(type(of: $0))" } ?? "no activation")\(pooled ? " pooled" : "")"
+            // The fused forward runs fewer kernels whenever there is something to fuse (GELU stays apart).
+            let fuses = activation is GELU ? false : pooled || activation != nil
+            #expect(fuses ? launches[0] < launches[1] : launches[0] == launches[1], "\(what): launches \(launches)")
+            for (part, name) in ["output", "input gradient", "weight gradient", "bias gradient", "running mean", "running var",
+                                 "eval output"].enumerated() {
+                expectClose(results[0][part], results[1][part], rtol: 1e-5, atol: 1e-6, "\(what) \(name)")
             }
         }
     }

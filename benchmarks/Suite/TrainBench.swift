@@ -8,6 +8,8 @@ public struct TrainBenchReport: Codable, Sendable {
     public var device: String
     public var date: String
     public var command: String
+    /// `mlp` or `cnn`.
+    public var model: String
     public var batchnorm: Bool
     public var epoch_seconds: [Double]
     /// Median of the epochs after the first (compilation and warm-up).
@@ -18,16 +20,20 @@ public struct TrainBenchReport: Codable, Sendable {
     /// Buffer-pool misses (OpenCL allocations) per step in a steady epoch.
     public var allocations_per_step: Double
     public var pool_hit_rate: Double
+    /// The most bytes of device buffers alive at once during a steady epoch.
+    public var peak_bytes_live: Int
     public var test_accuracy: Double
+    /// Kernel device time over the profiled epoch's wall time (how busy the device is).
+    public var device_busy_fraction: Double
     /// Device time per kernel over one profiled epoch.
     public var kernels: [Profiler.Entry]
 }
 
-/// `kiln bench train`: one MLP training epoch on Fashion-MNIST, timed, counted and profiled.
+/// `kiln bench train`: training epochs of the MLP or the CNN on Fashion-MNIST, timed, counted and profiled.
 public struct TrainBench: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Time training epochs of the 784-256-128-10 MLP (Adam, batch 128) on Fashion-MNIST's 60,000 images.",
+        abstract: "Time training epochs of the 784-256-128-10 MLP or `kiln train`'s CNN (Adam, batch 128) on Fashion-MNIST's 60,000 images.",
         discussion: """
             Runs --epochs epochs (the first one compiles and warms up; the figure is the median of the \
             rest), then one more on a profiling queue for the per-kernel device times. Prints epoch \
@@ -37,13 +43,15 @@ public struct TrainBench: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Device selector.", valueName: "selector")) var device: String?
     @Option(help: ArgumentHelp("An MNIST-format folder.", valueName: "dir")) var data = MNISTDataset.defaultFolder.path
     @Option(help: "Epochs to time (the first is warm-up).") var epochs = 4
-    @Flag(help: "Add BatchNorm1d after each hidden Linear.") var batchnorm = false
+    @Option(help: "The model: mlp (784-256-128-10) or cnn (the architecture of `kiln train --model cnn`).") var model = "mlp"
+    @Flag(help: "Add BatchNorm1d after each hidden Linear of the MLP.") var batchnorm = false
     @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file")) var json: String?
 
     public init() {}
 
     public func validate() throws {
         guard epochs >= 2 else { throw ValidationError("--epochs must be ≥ 2 (the first is warm-up).") }
+        guard ["mlp", "cnn"].contains(model) else { throw ValidationError("--model must be mlp or cnn, got '\(model)'.") }
     }
 
     public func run() throws {
@@ -67,18 +75,23 @@ public struct TrainBench: ParsableCommand {
         print("Pool: \(formatBytes(stats.peakBytesLive)) peak live, \(formatBytes(stats.bytesCached)) cached")
 
         let profiled = try Device.open(device, profiling: true)
-        _ = try epochsOn(profiled, train: train, test: test, count: 1, profileLast: true)
+        let (profiledTimes, _, _, _, _) = try epochsOn(profiled, train: train, test: test, count: 1, profileLast: true)
+        let kernelSeconds = Double(profiled.queue.profiler.summary().reduce(0) { $0 + $1.nanoseconds }) / 1e9
+        let busy = kernelSeconds / max(profiledTimes[0], 1e-9)
         print("Device time per kernel over one profiled epoch:")
         print(profiled.queue.profiler.table(top: 15))
+        print(String(format: "Kernels: %.3f s of device time in a %.3f s profiled epoch (%.1f%% busy)",
+                     kernelSeconds, profiledTimes[0], busy * 100))
 
         if let json {
             let report = TrainBenchReport(
                 device: plain.info.name, date: ISO8601DateFormatter().string(from: Date()),
-                command: CommandLine.arguments.joined(separator: " "), batchnorm: batchnorm, epoch_seconds: times,
+                command: CommandLine.arguments.joined(separator: " "), model: model, batchnorm: batchnorm, epoch_seconds: times,
                 steady_epoch_seconds: steady, samples_per_second: Double(train.count) / steady,
                 ms_per_step: steady / Double(steps) * 1e3, launches_per_step: Double(launches) / Double(steps),
                 allocations_per_step: Double(stats.misses) / Double(steps), pool_hit_rate: stats.hitRate,
-                test_accuracy: accuracy, kernels: profiled.queue.profiler.summary())
+                peak_bytes_live: stats.peakBytesLive, test_accuracy: accuracy, device_busy_fraction: busy,
+                kernels: profiled.queue.profiler.summary())
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(try encoder.encode(report), to: URL(fileURLWithPath: json))
@@ -91,9 +104,12 @@ public struct TrainBench: ParsableCommand {
     func epochsOn(_ device: Device, train: MNISTDataset, test: MNISTDataset, count: Int, profileLast: Bool = false) throws
         -> ([Double], BufferPool.Statistics, Int, Int, Double) {
         RandomState.manualSeed(0)
-        let model = try MLPSpec(batchNorm: batchnorm).makeModel(on: device)
+        let cnn = self.model == "cnn"
+        let model = cnn ? try ModelSpec.cnn.makeModel(on: device) : try MLPSpec(batchNorm: batchnorm).makeModel(on: device)
+        let inputShape = cnn ? ModelSpec.cnn.inputShape : nil
         let optimizer = try Adam(model.parameters, lr: 1e-3)
         let loader = try DataLoader(train, batchSize: 128, shuffle: true, seed: 0, on: device)
+        loader.inputShape = inputShape
         let trainer = Trainer(maxEpochs: 1, logEvery: 1_000_000)
         trainer.log = { _ in }
         trainer.progressBar = false
@@ -111,8 +127,9 @@ public struct TrainBench: ParsableCommand {
             launches = device.queue.launches - before
         }
         let stats = device.pool.statistics
-        let (_, accuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(),
-                                                 data: DataLoader(test, batchSize: 1000, on: device))
+        let testLoader = try DataLoader(test, batchSize: 1000, on: device)
+        testLoader.inputShape = inputShape
+        let (_, accuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
         return (times, stats, launches, loader.batchesPerEpoch, accuracy ?? 0)
     }
 }
