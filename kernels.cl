@@ -2531,6 +2531,148 @@ __kernel void pool_max2_backward(const int planes, const int H, const int W, con
     }
 }
 
+// Backward of the fused BatchNorm2d -> activation -> 2 x 2 max pooling (pool_max2 with norm) in two
+// passes that never write the normalized tensor's gradient gz: gz is dy of each window (through the
+// activation's derivative from the pooled output) at the window's saved index, 0 elsewhere, so both
+// passes rebuild it from the pooled tensors (a quarter of the size).
+//   pool_max2_bn_backward_partial: bn_backward_partial's sums over gz, in its chunk layout (so
+//     bn_backward_finalize takes them unchanged): sum gz and sum gz * (x - mean) per channel.
+//   pool_max2_bn_backward_dx: dx = k * gz - k * mean(gz) - k * invstd * mean(gz * xhat) * (x - mean)
+//     with bn_backward_finalize's coef, for every input element (those outside every window too).
+// g = (planes, H, W, OH, OW, C, act, -) as an int8; slope the activation's parameter.
+
+// gz at the window of pooled element e of plane `plane` (its dy through the activation).
+inline float kiln_pool2_grad(__global const float* dy, __global const float* y, const long e, const int act,
+                             const float slope) {
+    return act ? KILN_ACT_GRAD(dy[e], y[e], act, slope, float) : dy[e];
+}
+
+// gz of the 2 x 8 inputs of four neighbouring windows (pooled elements e .. e + 3, top-left input a):
+// each window's gradient where its saved index points, 0 at its other three inputs.
+inline void kiln_pool2_window_grads(__global const float* dy, __global const float* y, __global const int* idx,
+                                    const long e, const int a, const int W, const int act, const float slope,
+                                    float8* top, float8* bottom) {
+    const int4 at = a + (int4)(0, 2, 4, 6);
+    const int4 m = vload4(0, idx + e);
+    float4 v = vload4(0, dy + e);
+    if (act) v = KILN_ACT_GRAD(v, vload4(0, y + e), act, slope, float4);
+    const uint8 interleave = (uint8)(0, 4, 1, 5, 2, 6, 3, 7);
+    *top = shuffle2(select((float4)(0.0f), v, m == at), select((float4)(0.0f), v, m == at + 1), interleave);
+    *bottom = shuffle2(select((float4)(0.0f), v, m == at + W), select((float4)(0.0f), v, m == at + W + 1), interleave);
+}
+
+__kernel void pool_max2_bn_backward_partial(const int N, const int C, const int R, const int8 g, const float slope,
+                                            __global const float* x, __global const float* dy,
+                                            __global const int* idx, __global const float* y,
+                                            __global const float* mean, __global float* partial) {
+    const int H = g.s1, W = g.s2, OH = g.s3, OW = g.s4, act = g.s6;
+    const int chunks = (N + R - 1) / R, P = OH * OW;
+#ifdef KILN_GPU
+    const int F = get_local_size(0), L = get_local_size(1);
+    const int f = get_local_id(0), lane = get_local_id(1);
+    const int c = get_group_id(0) * F + f, chunk = get_group_id(1);
+    if (chunk >= chunks) return;  // uniform over the group
+    const int r0 = chunk * R, count = (min(N, r0 + R) - r0) * P;
+    __local float red[KILN_BN_MAX_GROUP];
+    float sdy = 0.0f, sdyx = 0.0f;
+    if (c < C) {
+        const float m = mean[c];
+        for (int j = lane; j < count; j += L) {
+            const int plane = (r0 + j / P) * C + c;
+            const long e = (long)plane * P + j % P;
+            const float v = kiln_pool2_grad(dy, y, e, act, slope);
+            sdy += v;
+            sdyx += v * (x[(long)plane * H * W + idx[e]] - m);
+        }
+    }
+    sdy = kiln_bn_tree_sum(red, sdy, f, lane, F, L);
+    sdyx = kiln_bn_tree_sum(red, sdyx, f, lane, F, L);
+    if (lane == 0 && c < C) {
+        partial[(2 * chunk) * C + c] = sdy;
+        partial[(2 * chunk + 1) * C + c] = sdyx;
+    }
+#else
+    // gz is non-zero only at each window's saved index, so the sums run over the pooled elements
+    // (four at a time), reading x only there.
+    const int c = get_global_id(0), chunk = get_global_id(1);
+    if (c >= C || chunk >= chunks) return;
+    const int r0 = chunk * R, r1 = min(N, r0 + R);
+    const float m = mean[c];
+    float4 a4 = 0.0f, b4 = 0.0f;
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int r = r0; r < r1; ++r) {
+        const long plane = (long)r * C + c;
+        __global const float* in = x + plane * H * W;
+        const long e1 = (plane + 1) * P;
+        long e = plane * P;
+        for (; e + 4 <= e1; e += 4) {
+            float4 v = vload4(0, dy + e);
+            if (act) v = KILN_ACT_GRAD(v, vload4(0, y + e), act, slope, float4);
+            const int4 at = vload4(0, idx + e);
+            const float4 xs = (float4)(in[at.x], in[at.y], in[at.z], in[at.w]);
+            a4 += v;
+            b4 = fma(v, xs - m, b4);
+        }
+        for (; e < e1; ++e) {
+            const float v = kiln_pool2_grad(dy, y, e, act, slope);
+            sdy += v;
+            sdyx += v * (in[idx[e]] - m);
+        }
+    }
+    partial[(2 * chunk) * C + c] = sdy + (a4.x + a4.y) + (a4.z + a4.w);
+    partial[(2 * chunk + 1) * C + c] = sdyx + (b4.x + b4.y) + (b4.z + b4.w);
+#endif
+}
+
+// Work-item: one pair of input rows (plane, 2 oh .. 2 oh + 1), or with an odd H the last row alone
+// (oh == OH), four windows at a time as float4 like pool_max2.
+__kernel void pool_max2_bn_backward_dx(const int8 g, const float slope, __global const float* x,
+                                       __global const float* dy, __global const int* idx,
+                                       __global const float* y, __global const float* coef,
+                                       __global float* dx) {
+    const int planes = g.s0, H = g.s1, W = g.s2, OH = g.s3, OW = g.s4, C = g.s5, act = g.s6;
+    const int rows = OH + (H & 1);
+    const int item = get_global_id(0);
+    if (item >= planes * rows) return;
+    const int plane = item / rows, oh = item - plane * rows, c = plane % C;
+    const float mean = coef[c], k = coef[C + c], kdy = coef[2 * C + c], kxhat = coef[3 * C + c];
+    __global const float* in = x + (long)plane * H * W;
+    __global float* out = dx + (long)plane * H * W;
+    if (oh == OH) {
+        // The odd last row belongs to no window: gz = 0 there.
+        for (int w = 0; w < W; ++w) {
+            const int a = (H - 1) * W + w;
+            out[a] = -kdy - kxhat * (in[a] - mean);
+        }
+        return;
+    }
+    const long e0 = (long)plane * OH * OW + (long)oh * OW;
+    const int a0 = (2 * oh) * W;
+    int ow = 0;
+    for (; ow + 4 <= OW; ow += 4) {
+        float8 gtop, gbottom;
+        kiln_pool2_window_grads(dy, y, idx, e0 + ow, a0 + 2 * ow, W, act, slope, &gtop, &gbottom);
+        const float8 top = vload8(0, in + a0 + 2 * ow), bottom = vload8(0, in + a0 + W + 2 * ow);
+        vstore8(k * gtop - kdy - kxhat * (top - mean), 0, out + a0 + 2 * ow);
+        vstore8(k * gbottom - kdy - kxhat * (bottom - mean), 0, out + a0 + W + 2 * ow);
+    }
+    for (; ow < OW; ++ow) {
+        const int a = a0 + 2 * ow, m = idx[e0 + ow];
+        const float v = kiln_pool2_grad(dy, y, e0 + ow, act, slope);
+        for (int q = 0; q < 4; ++q) {
+            const int at = a + (q >> 1) * W + (q & 1);
+            out[at] = k * (m == at ? v : 0.0f) - kdy - kxhat * (in[at] - mean);
+        }
+    }
+    if (W & 1) {
+        // The odd last column of this row pair.
+        for (int q = 0; q < 2; ++q) {
+            const int at = a0 + q * W + W - 1;
+            out[at] = -kdy - kxhat * (in[at] - mean);
+        }
+    }
+}
+
 // Average pooling with the padding counted (PyTorch's count_include_pad=True): the window's sum
 // over KH * KW. Work-item: one (n, c, oh) row.
 __kernel void pool_avg(const int8 g, const int8 s, __global const float* x, __global float* y) {

@@ -174,6 +174,46 @@ extension KernelLibrary {
                        arguments: [Int32(shape.count), Int32(c), Int32(shape.spatial), x, dy, coefficients, dx])
     }
 
+    /// Backward through a fused batch norm → `activation` → 2 × 2 max pooling (`maxPool` with
+    /// `normalize` from `batchNormTrainingCoefficients`), from the gradient `dy` of the pooled
+    /// `output` [N, C, OH, OW] and its `indices`: `dx` [N, C, H, W], `dgamma` and `dbeta` as
+    /// `batchNormBackward` gives them for the unpooled gradient, which is never written (both
+    /// passes rebuild it from the pooled tensors).
+    public func batchNormMaxPoolBackward(x: Buffer<Float>, gradOutput dy: Buffer<Float>, indices: Buffer<Int32>,
+                                         output y: Buffer<Float>, _ window: WindowGeometry, activation: Activation?,
+                                         gamma: Buffer<Float>?, saveMean: Buffer<Float>, saveInvstd: Buffer<Float>,
+                                         dx: Buffer<Float>, dgamma: Buffer<Float>?, dbeta: Buffer<Float>?) throws {
+        let name = "batchNormMaxPoolBackward \(window)"
+        guard window.isTwoByTwo else { throw ShapeError("\(name): the fused backward takes 2 × 2 windows of stride 2.") }
+        if let activation, !activation.derivativeFromOutput {
+            throw ShapeError("\(name): \(activation) cannot fuse into max pooling (its derivative needs the input).")
+        }
+        let shape = BatchNormShape(samples: window.samples, channels: window.channels, spatial: window.height * window.width)
+        try checkBatchNorm(name, shape, tensors: [("x", x), ("dx", dx)],
+                           perChannel: [("saveMean", saveMean), ("saveInvstd", saveInvstd)], gamma: gamma, beta: nil,
+                           requirePair: false)
+        for (label, buffer) in [("dy", dy), ("output", y)] { try Check.count(name, label, buffer, window.outputCount) }
+        try Check.count(name, "indices", indices, window.outputCount)
+        let grads = try pair(name, "dgamma", dgamma, "dbeta", dbeta, channels: shape.channels)
+        guard (gamma == nil) == (grads == nil) else {
+            throw ShapeError("\(name): gamma, dgamma and dbeta must be given together (affine) or all left out.")
+        }
+        let c = shape.channels
+        let geometry = SIMD8<Int32>(Int32(window.samples * c), Int32(window.height), Int32(window.width),
+                                    Int32(window.outputHeight), Int32(window.outputWidth), Int32(c),
+                                    activation?.code ?? 0, 0)
+        let slope = activation?.parameter ?? 0
+        let partial = try device.buffer(Float.self, count: 2 * shape.chunks * c)
+        let coefficients = try device.buffer(Float.self, count: 4 * c)
+        try launchBatchNormReduction(.poolMax2BnBackwardPartial, shape, Int32(shape.samples), Int32(c),
+                                     Int32(shape.chunkSamples), geometry, slope, x, dy, indices, y, saveMean, partial)
+        try launch1D(.bnBackwardFinalize, c, Int32(shape.samples), Int32(c), Int32(shape.spatial),
+                     Int32(shape.chunkSamples), partial, saveMean, saveInvstd, Int32(gamma == nil ? 0 : 1),
+                     gamma ?? saveInvstd, grads?.0 ?? coefficients, grads?.1 ?? coefficients, coefficients)
+        let rows = window.outputHeight + window.height % 2
+        try launch1D(.poolMax2BnBackwardDx, window.samples * c * rows, geometry, slope, x, dy, indices, y, coefficients, dx)
+    }
+
     // MARK: Checks and work splits
 
     private func checkBatchNorm(_ name: String, _ shape: BatchNormShape, tensors: [(String, Buffer<Float>)],

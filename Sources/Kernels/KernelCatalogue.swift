@@ -83,6 +83,8 @@ public enum KernelName: String, CaseIterable, Sendable {
     case poolMaxBackward = "pool_max_backward"
     case poolMax2 = "pool_max2"
     case poolMax2Backward = "pool_max2_backward"
+    case poolMax2BnBackwardPartial = "pool_max2_bn_backward_partial"
+    case poolMax2BnBackwardDx = "pool_max2_bn_backward_dx"
     case poolAvg = "pool_avg"
     case poolAvgBackward = "pool_avg_backward"
     case augmentCropFlip = "augment_crop_flip"

@@ -61,7 +61,7 @@ public struct WindowGeometry: Sendable, Equatable, CustomStringConvertible {
     public static func == (a: WindowGeometry, b: WindowGeometry) -> Bool { a.description == b.description }
 
     /// 2 × 2 windows with stride 2, no padding, no dilation: the pooling with its own kernels.
-    var isTwoByTwo: Bool {
+    public var isTwoByTwo: Bool {
         kernel == (2, 2) && stride == (2, 2) && padding == (0, 0) && dilation == (1, 1)
     }
 

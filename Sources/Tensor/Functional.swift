@@ -225,26 +225,29 @@ extension Tensor {
             }
         }
         return out.recorded(inputs) { g in
-            // The gradient of the normalized tensor: through the pooling (and its fused activation),
-            // or the activation alone.
-            var gz = g
+            let dx = try Tensor.empty(x.shape, on: x.device)
+            let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
+            let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }
+            let grads = [dx] + (weight == nil ? [] : [dgamma]) + (bias == nil ? [] : [dbeta])
             if let window, let indices {
-                gz = try Tensor.empty(x.shape, on: x.device)
-                try x.kernels.maxPoolBackward(g.floats("batchNorm"), indices: indices, window, activation: activation,
-                                              output: out.floats("batchNorm"), into: gz.floats("batchNorm"))
-            } else if let activation {
+                // Through the pooling, its activation and the normalization at once.
+                try x.kernels.batchNormMaxPoolBackward(
+                    x: x.floats("batchNorm"), gradOutput: g.floats("batchNorm"), indices: indices, output: out.floats("batchNorm"),
+                    window, activation: activation, gamma: gamma, saveMean: saved.mean, saveInvstd: saved.invstd,
+                    dx: dx.floats("batchNorm"), dgamma: dgamma?.floats("batchNorm"), dbeta: dbeta?.floats("batchNorm"))
+                return grads
+            }
+            var gz = g
+            if let activation {
                 gz = try Tensor.empty(g.shape, on: g.device)
                 try g.kernels.activationBackward(activation, gradOutput: g.floats("batchNorm"), saved: out.floats("batchNorm"),
                                                  into: gz.floats("batchNorm"))
             }
-            let dx = try Tensor.empty(x.shape, on: x.device)
-            let dgamma = try weight.map { _ in try Tensor.empty([c], on: x.device) }
-            let dbeta = try bias.map { _ in try Tensor.empty([c], on: x.device) }
             try x.kernels.batchNormBackward(x: x.floats("batchNorm"), dy: gz.floats("batchNorm"), shape: layout,
                                             gamma: gamma, saveMean: saved.mean, saveInvstd: saved.invstd,
                                             dx: dx.floats("batchNorm"), dgamma: dgamma?.floats("batchNorm"),
                                             dbeta: dbeta?.floats("batchNorm"))
-            return [dx] + (weight == nil ? [] : [dgamma]) + (bias == nil ? [] : [dbeta])
+            return grads
         }
     }
 }

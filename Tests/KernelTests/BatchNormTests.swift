@@ -240,6 +240,49 @@ struct BatchNormTests {
         }
     }
 
+    @Test("the fused batch norm → activation → 2 × 2 max pool backward equals pooling backward then batch norm backward, on both paths")
+    func fusedPoolBackward() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            for (n, c, h, w) in [(3, 4, 7, 9), (2, 3, 8, 6), (130, 2, 5, 4)] {   // odd sizes; more samples than a chunk
+                let window = try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: (2, 2), stride: (2, 2))
+                let shape = BatchNormShape(samples: n, channels: c, spatial: h * w)
+                let x = try device.buffer(randomFloats(n * c * h * w, seed: 1).map { $0 * 2 + 0.5 })
+                let gamma = try device.buffer(randomFloats(c, seed: 2)), beta = try device.buffer(randomFloats(c, seed: 3))
+                let dy = try device.buffer(randomFloats(window.outputCount, seed: 4))
+                for activation in [nil, Activation.relu, .tanh] {
+                    let mean = try device.buffer(Float.self, count: c), invstd = try device.buffer(Float.self, count: c)
+                    let coefficients = try kernels.batchNormTrainingCoefficients(
+                        x: x, shape: shape, gamma: gamma, beta: beta, runningMean: nil, runningVar: nil,
+                        saveMean: mean, saveInvstd: invstd)
+                    let y = try device.buffer(Float.self, count: window.outputCount)
+                    let indices = try device.buffer(Int32.self, count: window.outputCount)
+                    try kernels.maxPool(x, window, normalize: coefficients, activation: activation, into: y, indices: indices)
+                    var results: [[Float]] = []
+                    for fused in [true, false] {
+                        let dx = try device.buffer(Float.self, count: n * c * h * w)
+                        let dgamma = try device.buffer(Float.self, count: c), dbeta = try device.buffer(Float.self, count: c)
+                        if fused {
+                            try kernels.batchNormMaxPoolBackward(x: x, gradOutput: dy, indices: indices, output: y, window,
+                                                                 activation: activation, gamma: gamma, saveMean: mean,
+                                                                 saveInvstd: invstd, dx: dx, dgamma: dgamma, dbeta: dbeta)
+                        } else {
+                            let gz = try device.buffer(Float.self, count: n * c * h * w)
+                            try kernels.maxPoolBackward(dy, indices: indices, window, activation: activation, output: y, into: gz)
+                            try kernels.batchNormBackward(x: x, dy: gz, shape: shape, gamma: gamma, saveMean: mean,
+                                                          saveInvstd: invstd, dx: dx, dgamma: dgamma, dbeta: dbeta)
+                        }
+                        results += [try dx.toArray(), try dgamma.toArray(), try dbeta.toArray()]
+                    }
+                    for (i, name) in ["dx", "dgamma", "dbeta"].enumerated() {
+                        expectClose(results[i], results[i + 3], rtol: 1e-5, atol: 1e-5,
+                                    "\(EW.path(kernels)) [\(n), \(c), \(h), \(w)] \(String(describing: activation)) \(name)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("launchers reject bad shapes, and a single row in training")
     func shapeErrors() throws {
         let kernels = try TestDevice.kernels()
