@@ -1910,11 +1910,17 @@ inline int2 kiln_mm_swizzled_id(const int R) {
     return (int2)(gx * get_local_size(0) + get_local_id(0), gy * get_local_size(1) + get_local_id(1));
 }
 
-/* Scalar epilogue for one element: edges, transposed stores, dot products. */
+/* Scalar epilogue for one element: edges, transposed stores, dot products. A macro, so that C may
+ * be global or local memory. */
+#define KILN_MM_STORE1(cp, value, b, flags, slope)                                  \
+    do {                                                                            \
+        float x_ = (value);                                                         \
+        if ((flags) & 2) x_ += (b);                                                 \
+        x_ = kiln_act_float(x_, ((flags) >> 4) & 15, (slope));                      \
+        *(cp) = ((flags) & 1) ? *(cp) + x_ : x_;                                    \
+    } while (0)
 inline void kiln_mm_store1(__global float* c, float x, const float b, const int flags, const float slope) {
-    if (flags & 2) x += b;
-    x = kiln_act_float(x, (flags >> 4) & 15, slope);
-    *c = (flags & 1) ? *c + x : x;
+    KILN_MM_STORE1(c, x, b, flags, slope);
 }
 
 #define KILN_MM_ARGS                                                                \
@@ -1942,10 +1948,14 @@ inline void kiln_mm_store1(__global float* c, float x, const float b, const int 
  * previous tile are not stored (storing them twice would break accumulate).  Only a matrix
  * smaller than one tile (S < TM or V < TV) falls back to scalar dot products. */
 #define KILN_MM_DEFINE_OUTER(FN, TM, TNV, VW, KB, SWZ, VT, VLOAD, VSTORE)           \
+    KILN_MM_DEFINE_OUTER_IN(FN, TM, TNV, VW, KB, SWZ, VT, VLOAD, VSTORE, __global, __global, __global)
+/* The same body with the scalar operand, the vector operand and C in the given address spaces
+ * (global or local memory: the convolutions stage a sample's columns in local memory). */
+#define KILN_MM_DEFINE_OUTER_IN(FN, TM, TNV, VW, KB, SWZ, VT, VLOAD, VSTORE, SSP, VSP, CSP) \
 inline void FN(const int S, const int V, const int K,                               \
-               __global const float* sp, const int s_ld, const int s_kst,           \
-               __global const float* vp, const int v_ld,                            \
-               __global float* C, const int c_sld, const int c_vld,                 \
+               SSP const float* sp, const int s_ld, const int s_kst,                \
+               VSP const float* vp, const int v_ld,                                 \
+               CSP float* C, const int c_sld, const int c_vld,                      \
                __global const float* bias, const int b_s, const int b_v,            \
                const int flags, const float slope,                                  \
                const int nb, const int s_b, const int v_b)                          \
@@ -1963,7 +1973,7 @@ inline void FN(const int S, const int V, const int K,                           
                 for (int p = 0; p < nb; ++p)                                        \
                     for (int k = 0; k < K; ++k)                                     \
                         x = fma(sp[p * s_b + s * s_ld + k * s_kst], vp[p * v_b + k * v_ld + v], x); \
-                kiln_mm_store1(C + s * c_sld + v * c_vld, x,                        \
+                KILN_MM_STORE1(C + s * c_sld + v * c_vld, x,                        \
                                (flags & 2) ? bias[s * b_s + v * b_v] : 0.0f, flags, slope); \
             }                                                                       \
         return;                                                                     \
@@ -1976,8 +1986,8 @@ inline void FN(const int S, const int V, const int K,                           
     /* a padding work-item (past the last tile) only keeps the group's barriers */   \
     const int idle = v0 >= V || s0 >= S;                                            \
     for (int p = 0; p < nb; ++p) {                                                  \
-    __global const float* sk = sp + p * s_b + sl * s_ld; /* scalar operand at (sl, k) */ \
-    __global const float* vk = vp + p * v_b + vl;        /* vector operand row k */ \
+    SSP const float* sk = sp + p * s_b + sl * s_ld; /* scalar operand at (sl, k) */ \
+    VSP const float* vk = vp + p * v_b + vl;        /* vector operand row k */ \
     for (int kb = 0; kb < K; kb += (KB ? KB : K)) {                                 \
         const int ke = idle ? kb : KB ? min(K, kb + KB) : K;                        \
         for (int k = kb; k < ke; ++k, sk += s_kst, vk += v_ld) {                    \
@@ -2004,7 +2014,7 @@ inline void FN(const int S, const int V, const int K,                           
          * along the vector (per column) or is one value per row */                 \
         KILN_UNROLL for (int i = 0; i < TM; ++i)                                    \
             KILN_UNROLL for (int j = 0; j < TNV; ++j) {                             \
-                __global float* c = C + (s0 + i) * c_sld + v0 + j * VW;             \
+                CSP float* c = C + (s0 + i) * c_sld + v0 + j * VW;                  \
                 VT x = acc[i][j];                                                   \
                 if (flags & 2) x += b_s ? (VT)(bias[(s0 + i) * b_s]) : VLOAD(j, bias + v0); \
                 x = KILN_ACT(x, act, slope, VT);                                    \
@@ -2021,7 +2031,7 @@ inline void FN(const int S, const int V, const int K,                           
             KILN_UNROLL for (int j = 0; j < TNV; ++j) VSTORE(acc[i][j], j, x);      \
             for (int l = v0 - vl; l < TV; ++l) {                                    \
                 const int v = vl + l;                                               \
-                kiln_mm_store1(C + s * c_sld + v * c_vld, x[l],                     \
+                KILN_MM_STORE1(C + s * c_sld + v * c_vld, x[l],                     \
                                (flags & 2) ? bias[s * b_s + v * b_v] : 0.0f, flags, slope); \
             }                                                                       \
         }                                                                           \
@@ -2284,63 +2294,54 @@ __kernel void linear_act_backward(const int rows, const int cols, const int act,
     const int N = g.s0, C = g.s1, H = g.s2, W = g.s3, OH = g.s4, OW = g.s5, KH = g.s6, KW = g.s7; \
     const int SH = s.s0, SW = s.s1, PH = s.s2, PW = s.s3, DH = s.s4, DW = s.s5
 
-// cols [N, C*KH*KW, OH*OW] from x: for sample n, row (c, i, j) and column (oh, ow) hold the input
-// element that kernel position (i, j) of window (oh, ow) sees in channel c (0 in the padding). A
-// convolution is then W [O, C*KH*KW] · cols[n], one product per sample, each reading its own
-// contiguous block. Work-item: one (row, n, oh), writing OW consecutive columns.
-__kernel void conv_im2col(const int8 g, const int8 s, __global const float* x, __global float* cols) {
-    KILN_GEOMETRY;
-    // One work-item per (n, row): a contiguous block of OH * OW outputs, so the index arithmetic
-    // (integer divisions are slow on a CPU device) is paid once per block, not per element.
-    const int item = get_global_id(0);
-    if (item >= N * C * KH * KW) return;
-    const int n = item / (C * KH * KW), row = item - n * (C * KH * KW);
-    const int j = row % KW, i = row / KW % KH, c = row / (KW * KH);
-    __global float* out = cols + (long)item * (OH * OW);
-    __global const float* plane = x + (long)(n * C + c) * H * W;
-    const int iw0 = j * DW - PW;
-    // Columns [lo, hi) of a stride-1 row read in[ow + iw0]; the rest are padding.
-    const int lo = clamp(-iw0, 0, OW), hi = clamp(W - iw0, lo, OW);
-    for (int oh = 0; oh < OH; ++oh, out += OW) {
-        const int ih = oh * SH - PH + i * DH;
-        if (ih < 0 || ih >= H) {
-            for (int ow = 0; ow < OW; ++ow) out[ow] = 0.0f;
-            continue;
-        }
-        __global const float* in = plane + ih * W;
-        if (SW == 1) {
-            for (int ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
-            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + iw0];
-            for (int ow = hi; ow < OW; ++ow) out[ow] = 0.0f;
-        } else {
-            for (int ow = 0; ow < OW; ++ow) {
-                const int iw = ow * SW + iw0;
-                out[ow] = iw >= 0 && iw < W ? in[iw] : 0.0f;
-            }
-        }
-    }
+// Row (c, i, j) of a sample's columns (OH * OW values: what kernel position (i, j) of each window
+// sees in channel c, 0 in the padding) from the sample's input xs, written to global or local memory.
+#define KILN_DEFINE_IM2COL_ROW(NAME, OSP) \
+inline void NAME(__global const float* xs, const int row, const int8 g, const int8 s, OSP float* out) { \
+    KILN_GEOMETRY;                                                                                      \
+    const int j = row % KW, i = row / KW % KH, c = row / (KW * KH);                                     \
+    __global const float* plane = xs + (long)c * H * W;                                                 \
+    const int iw0 = j * DW - PW;                                                                        \
+    /* Columns [lo, hi) of a stride-1 row read in[ow + iw0]; the rest are padding. */                   \
+    const int lo = clamp(-iw0, 0, OW), hi = clamp(W - iw0, lo, OW);                                     \
+    for (int oh = 0; oh < OH; ++oh, out += OW) {                                                        \
+        const int ih = oh * SH - PH + i * DH;                                                           \
+        if (ih < 0 || ih >= H) {                                                                        \
+            for (int ow = 0; ow < OW; ++ow) out[ow] = 0.0f;                                             \
+            continue;                                                                                   \
+        }                                                                                               \
+        __global const float* in = plane + ih * W;                                                      \
+        if (SW == 1) {                                                                                  \
+            for (int ow = 0; ow < lo; ++ow) out[ow] = 0.0f;                                             \
+            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + iw0];                                    \
+            for (int ow = hi; ow < OW; ++ow) out[ow] = 0.0f;                                            \
+        } else {                                                                                        \
+            for (int ow = 0; ow < OW; ++ow) {                                                           \
+                const int iw = ow * SW + iw0;                                                           \
+                out[ow] = iw >= 0 && iw < W ? in[iw] : 0.0f;                                            \
+            }                                                                                           \
+        }                                                                                               \
+    }                                                                                                   \
 }
+KILN_DEFINE_IM2COL_ROW(kiln_im2col_row_global, __global)
+KILN_DEFINE_IM2COL_ROW(kiln_im2col_row_local, __local)
 
-// dx [N, C, H, W] from dcols [N, C*KH*KW, OH*OW] (the gradient of cols): each input element sums,
-// in a fixed order, the columns of the windows that read it. Work-item: one (n, c, h) row.
-__kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcols, __global float* dx) {
+// Input row (c, h) of a sample's gradient (W values) gathered, in a fixed order, from the
+// sample's column gradients: each element sums the columns of the windows that read it.
+inline void kiln_col2im_row(__global const float* sample, const int c, const int h, const int8 g, const int8 s,
+                            __global float* out) {
     KILN_GEOMETRY;
-    const int item = get_global_id(0);
-    if (item >= N * C * H) return;
-    const int h = item % H, c = item / H % C, n = item / (H * C);
     const int plane = OH * OW;
-    __global const float* sample = dcols + (long)n * C * KH * KW * plane;
-    __global float* out = dx + (long)item * W;
     if (SH == 1 && SW == 1) {
-        // Stride 1: window row oh = h + PH - i * DH and column ow = w + PW - j * DW, no division; for
-        // each kernel position the contributions to this row are one contiguous run of a dcols row.
+        /* Stride 1: window row oh = h + PH - i * DH and column ow = w + PW - j * DW, no division;
+         * for each kernel position the contributions to this row are one contiguous run of a row. */
         for (int w = 0; w < W; ++w) out[w] = 0.0f;
         for (int i = 0; i < KH; ++i) {
             const int oh = h + PH - i * DH;
             if (oh < 0 || oh >= OH) continue;
             for (int j = 0; j < KW; ++j) {
                 __global const float* src = sample + ((c * KH + i) * KW + j) * plane + oh * OW;
-                const int shift = PW - j * DW;               // ow = w + shift
+                const int shift = PW - j * DW; /* ow = w + shift */
                 const int w0 = max(0, -shift), w1 = min(W, OW - shift);
                 for (int w = w0; w < w1; ++w) out[w] += src[w + shift];
             }
@@ -2362,6 +2363,167 @@ __kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcol
         out[w] = sum;
     }
 }
+
+// cols [N, C*KH*KW, OH*OW] from x: for sample n, row (c, i, j) and column (oh, ow) hold the input
+// element that kernel position (i, j) of window (oh, ow) sees in channel c (0 in the padding). A
+// convolution is then W [O, C*KH*KW] · cols[n], one product per sample, each reading its own
+// contiguous block. One work-item per (n, row): a contiguous block of OH * OW outputs, so the index
+// arithmetic (integer divisions are slow on a CPU device) is paid once per block, not per element.
+__kernel void conv_im2col(const int8 g, const int8 s, __global const float* x, __global float* cols) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * KH * KW) return;
+    const int n = item / (C * KH * KW), row = item - n * (C * KH * KW);
+    kiln_im2col_row_global(x + (long)n * C * H * W, row, g, s, cols + (long)item * (OH * OW));
+}
+
+// dx [N, C, H, W] from dcols [N, C*KH*KW, OH*OW] (the gradient of cols). Work-item: one (n, c, h) row.
+__kernel void conv_col2im(const int8 g, const int8 s, __global const float* dcols, __global float* dx) {
+    KILN_GEOMETRY;
+    const int item = get_global_id(0);
+    if (item >= N * C * H) return;
+    const int h = item % H, c = item / H % C, n = item / (H * C);
+    kiln_col2im_row(dcols + (long)n * C * KH * KW * OH * OW, c, h, g, s, dx + (long)item * W);
+}
+
+// wf [C, O, KH, KW] = w [O, C, KH, KW] with the kernel turned half a turn: wf[c][o][i][j] =
+// w[o][c][KH-1-i][KW-1-j]. A stride-1 convolution's input gradient is the convolution of dy with wf
+// (padding (K - 1) * D - P), so it runs as a forward product. One work-item per element of wf.
+__kernel void conv_weight_flip(const int O, const int C, const int KH, const int KW, __global const float* w,
+                               __global float* wf) {
+    const int e = get_global_id(0);
+    if (e >= O * C * KH * KW) return;
+    const int j = e % KW, i = e / KW % KH, o = e / (KW * KH) % O, c = e / (KW * KH * O);
+    wf[e] = w[((o * C + c) * KH + KH - 1 - i) * KW + KW - 1 - j];
+}
+
+#ifndef KILN_GPU
+// ---------------------------------------------------------------------------------------------
+// The convolution's products with each sample's columns staged in local memory (CPU devices, where
+// local memory is cached RAM): a work-group stages a sample's im2col columns (or several samples'
+// columns and transposed dy) where its work-items then run the matmul tile (KILN_MM_DEFINE_OUTER),
+// so the columns -- nine times the input for a 3 x 3 kernel -- stay in the core's cache and never
+// cross to global memory. (A stride-1 input gradient runs as conv_forward_staged of dy with the
+// flipped weights.) Launch (KernelLibrary): dimensions 0
+// and 1 are exactly the product's tile grid (one work-group), dimension 2 the samples (or groups
+// of samples); the host checks that the staged block fits the device's local memory.
+//   O: output channels; flags and slope: the matmul epilogue (bias per row, activation).
+KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_forward, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
+                        __global, __local, __global)
+KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_weight, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
+                        __local, __local, __global)
+
+#define KILN_CONV_WORKGROUP                                                                     \
+    const int lid = get_local_id(1) * get_local_size(0) + get_local_id(0);                     \
+    const int L = get_local_size(0) * get_local_size(1)
+
+// Staged columns: each row (c, i, j) holds P = OH * OW values at a row stride Pp (P rounded up to
+// KILN_VEC, so a row is written in whole vectors). For stride-1 windows the rows come from the
+// samples' zero-padded planes xp [C][Hp][Wp] (Hp = H + 2 PH, Wp = W + 2 PW), staged first: a row
+// is then a few contiguous runs of xp, one per output row, and a vector of positions merges the
+// runs it spans with selects (a scalar gather per element costs a CPU device several cycles each).
+// Other strides gather from the input directly.
+#define KILN_CONV_STAGING                                                                       \
+    const int Hp = H + 2 * PH, Wp = W + 2 * PW, stride1 = SH == 1 && SW == 1;                   \
+    const int P = OH * OW, Pp = (P + KILN_VEC - 1) / KILN_VEC * KILN_VEC, CKK = C * KH * KW;    \
+    const int planeSize = C * Hp * Wp
+
+// Zero-padded planes of `count` samples from x, into xp (count * planeSize floats, then `slack`
+// zeros that vector reads past the last row may touch). Work is split by padded row.
+inline void kiln_stage_padded(__global const float* xs, const int count, const int C, const int H, const int W,
+                              const int PH, const int PW, const int slack, const int lid, const int L,
+                              __local float* xp) {
+    const int Hp = H + 2 * PH, Wp = W + 2 * PW;
+    for (int r = lid; r < count * C * Hp; r += L) {
+        const int hp = r % Hp, plane = r / Hp, h = hp - PH;
+        __local float* out = xp + (long)r * Wp;
+        if (h < 0 || h >= H) {
+            for (int w = 0; w < Wp; ++w) out[w] = 0.0f;
+            continue;
+        }
+        __global const float* in = xs + ((long)plane * H + h) * W;
+        for (int w = 0; w < PW; ++w) out[w] = 0.0f;
+        for (int w = 0; w < W; ++w) out[PW + w] = in[w];
+        for (int w = PW + W; w < Wp; ++w) out[w] = 0.0f;
+    }
+    for (int e = lid; e < slack; e += L) xp[(long)count * C * Hp * Wp + e] = 0.0f;
+}
+// Zeros past the padded planes: a vector of the last row may read up to KILN_VEC runs ahead.
+#define KILN_CONV_SLACK(Wp) ((KILN_VEC + 2) * (Wp) + KILN_VEC)
+
+// Row (c, i, j) of a stride-1 sample's columns from its padded planes xp (see above).
+inline void kiln_im2col_row_padded(__local const float* xp, const int row, const int KH, const int KW,
+                                   const int DH, const int DW, const int OH, const int OW, const int Hp,
+                                   const int Wp, const int P, __local float* out) {
+    const int j = row % KW, i = row / KW % KH, c = row / (KW * KH);
+    __local const float* base = xp + (long)c * Hp * Wp + i * DH * Wp + j * DW;
+    for (int p0 = 0; p0 < P; p0 += KILN_VEC) {
+        const int oh0 = p0 / OW, ow0 = p0 - oh0 * OW;
+        // Lane l is position p0 + l: output row oh0 + d for the d-th run it falls in.
+        const intv col = ow0 + KILN_IOTA;
+        floatv v = vloadv(0, base + oh0 * Wp + ow0);
+        for (int d = 1, edge = OW; edge < ow0 + KILN_VEC; ++d, edge += OW)
+            v = select(v, vloadv(0, base + (oh0 + d) * Wp + ow0 - d * OW), col >= edge);
+        vstorev(v, 0, out + p0);
+    }
+}
+
+// y[n] [O, OH*OW] = act(w [O, C*KH*KW] · cols[n] + bias), cols[n] staged. Work-group: sample n.
+__kernel void conv_forward_staged(const int8 g, const int8 s, const int O, const int flags, const float slope,
+                                  __global const float* x, __global const float* w, __global const float* bias,
+                                  __global float* y, __local float* xp, __local float* cols) {
+    KILN_GEOMETRY;
+    KILN_CONV_WORKGROUP;
+    KILN_CONV_STAGING;
+    const int n = get_group_id(2);
+    __global const float* xs = x + (long)n * C * H * W;
+    if (stride1) kiln_stage_padded(xs, 1, C, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int row = lid; row < CKK; row += L) {
+        if (stride1) kiln_im2col_row_padded(xp, row, KH, KW, DH, DW, OH, OW, Hp, Wp, P, cols + row * Pp);
+        else kiln_im2col_row_local(xs, row, g, s, cols + row * Pp);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    kiln_conv_outer_forward(O, P, CKK, w, CKK, 1, cols, Pp, y + (long)n * O * P, P, 1, bias, 1, 0, flags, slope, 1, 0, 0);
+}
+
+// partial[grp] [O, C*KH*KW] = sum over the group's samples n of dy[n] · cols[n]^T, `per` samples
+// a group, staged `chunk` at a time (their padded planes, columns and transposed dy) and run as
+// outer products (the tt form: C written transposed). Work-group: group grp; the host sums the
+// groups' partials in order.
+__kernel void conv_weight_grad_staged(const int8 g, const int8 s, const int O, const int per, const int chunk,
+                                      __global const float* x, __global const float* dy, __global float* partial,
+                                      __local float* xp, __local float* cols, __local float* dyT) {
+    KILN_GEOMETRY;
+    KILN_CONV_WORKGROUP;
+    KILN_CONV_STAGING;
+    const int grp = get_group_id(2);
+    const int first = grp * per, last = min(N, first + per);
+    __global float* out = partial + (long)grp * O * CKK;
+    for (int n0 = first; n0 < last; n0 += chunk) {
+        const int count = min(chunk, last - n0);
+        __global const float* xs = x + (long)n0 * C * H * W;
+        barrier(CLK_LOCAL_MEM_FENCE);  // the previous chunk's products are done with the staging
+        if (stride1) kiln_stage_padded(xs, count, C, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
+        for (int r = lid; r < count * O; r += L) {
+            const int q = r / O, o = r - q * O;
+            __global const float* src = dy + ((long)(n0 + q) * O + o) * P;
+            __local float* dst = dyT + q * P * O + o;
+            for (int p = 0; p < P; ++p) dst[p * O] = src[p];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int r = lid; r < count * CKK; r += L) {
+            const int q = r / CKK, row = r - q * CKK;
+            __local float* dst = cols + (q * CKK + row) * Pp;
+            if (stride1) kiln_im2col_row_padded(xp + q * planeSize, row, KH, KW, DH, DW, OH, OW, Hp, Wp, P, dst);
+            else kiln_im2col_row_local(xs + (long)q * C * H * W, row, g, s, dst);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        kiln_conv_outer_weight(CKK, O, P, cols, Pp, 1, dyT, O, out, 1, CKK, out, 0, 0, n0 > first ? 1 : 0, 0.0f,
+                               count, CKK * Pp, P * O);
+    }
+}
+#endif  // !KILN_GPU
 
 // Max pooling: y [N, C, OH, OW] = the largest input in each window (padding counts as -inf, so
 // it never wins; NaN does, as in PyTorch), and idx the index h * W + w of the first maximum in its

@@ -30,46 +30,119 @@ extension KernelLibrary {
         try launch1D(.convCol2im, window.samples * window.channels * window.height, arguments: window.arguments + [dcols, dx])
     }
 
-    // MARK: The convolution's three products over im2col columns
+    // MARK: The convolution's three products
 
-    /// Launches a convolution's forward products: for each sample, `y[n]` [O, OH·OW] =
-    /// act(`weight` [O, C·KH·KW] · `cols[n]` + `bias`), from the im2col columns `cols`
-    /// [N, C·KH·KW, OH·OW] of `window`; `bias` has O elements (one per output channel).
-    public func convolutionForward(cols: Buffer<Float>, weight: Buffer<Float>, bias: Buffer<Float>?,
-                                   _ window: WindowGeometry, outChannels o: Int, activation: Activation? = nil,
-                                   into y: Buffer<Float>) throws {
-        let (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
-        try matmul(weight, cols, into: y, m: o, n: p, k: ckk, bias: bias, biasPerRow: true, activation: activation,
-                   batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
+    /// Whether this device runs `window`'s convolution products with each sample's columns staged
+    /// in local memory (`conv_*_staged`: a CPU device, where local memory is cached RAM, and a
+    /// sample's columns and the products' tile grids fit it), rather than through im2col columns
+    /// in global memory and batched matrix products. When false, `convolutionForward` needs a
+    /// `columns` buffer [N, C·KH·KW, OH·OW] and `convolutionWeightGradient` reads it back.
+    public func convolutionStagesColumns(_ window: WindowGeometry, outChannels o: Int) -> Bool {
+        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
+        staging(window, outChannels: o) != nil && weightGradientRunsAsOuterProducts(outChannels: o, patchSize: window.patchSize)
     }
 
-    /// Launches a convolution's weight gradient: `dw` [O, C·KH·KW] = Σₙ `dy[n]` [O, OH·OW] · `cols[n]`ᵀ,
-    /// the samples' products summed in one launch (no partial buffers, a fixed order).
+    /// The staged launch shapes, or nil when the columns go through global memory.
+    private func staging(_ window: WindowGeometry, outChannels o: Int) -> ConvolutionStaging? {
+        guard !isGPU, config.stagesConvolutionColumns, o >= 1 else { return nil }
+        let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
+        let tiles = config.matmul
+        let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
+        func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
+        let forward = grid(o, p)
+        // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
+        var weight = grid(ckk, o)
+        weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
+        // Floats staged (as kernels.cl lays them out): padded planes (stride 1 only) with their
+        // slack, column rows of Pp = P rounded up to the vector, transposed dy.
+        let stride1 = window.stride == (1, 1)
+        let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
+        let pp = (p + vec - 1) / vec * vec
+        let (plane, slack) = (stride1 ? c * hp * wp : 0, stride1 ? (vec + 2) * wp + vec : 1)
+        let perSample = plane + ckk * pp + p * o
+        // Half the device's local memory: PoCL sizes it after the core's cache, and the staged block
+        // should stay there beside the products' other operand.
+        let budget = Int(min(device.info.localMemory / 2, 1 << 30)) / 4
+        let maxGroup = min(device.info.maxWorkGroupSize, 4096)
+        guard plane + slack + ckk * pp <= budget, perSample + slack <= budget,
+              [forward, weight].allSatisfy({ $0[0] * $0[1] <= maxGroup }) else { return nil }
+        // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
+        let groups = min(n, max(2, 4 * device.info.computeUnits))
+        let perGroup = (n + groups - 1) / groups
+        let chunk = max(1, min(perGroup, (budget - slack) / perSample))
+        return ConvolutionStaging(forward: forward, weight: weight,
+                                  forwardLocal: [4 * (plane + slack), 4 * ckk * pp],
+                                  weightLocal: [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o],
+                                  perGroup: perGroup, groups: (n + perGroup - 1) / perGroup, chunk: chunk)
+    }
+
+    /// Launches a convolution's forward products: for each sample, `y[n]` [O, OH·OW] =
+    /// act(`weight` [O, C·KH·KW] · columns(`x[n]`) + `bias`); `bias` has O elements (one per output
+    /// channel). Pass `columns` [N, C·KH·KW, OH·OW] when the device does not stage them
+    /// (`convolutionStagesColumns`): it receives the im2col columns for the weight gradient. Without
+    /// it, the products run staged.
+    public func convolutionForward(_ x: Buffer<Float>, weight: Buffer<Float>, bias: Buffer<Float>?, _ window: WindowGeometry,
+                                   outChannels o: Int, activation: Activation? = nil, columns: Buffer<Float>?,
+                                   into y: Buffer<Float>) throws {
+        let what = "convolutionForward \(window)"
+        let (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
+        try Check.count(what, "x", x, window.inputCount)
+        try Check.count(what, "weight", weight, try Strided.count(what, [o, ckk]))
+        try Check.count(what, "y", y, try Strided.count(what, [n, o, p]))
+        if let bias { try Check.count(what, "bias", bias, o) }
+        guard let plan = staging(window, outChannels: o), columns == nil else {
+            guard let columns else { throw ShapeError("\(what): this device needs a columns buffer [N, C·KH·KW, OH·OW].") }
+            try im2col(x, window, into: columns)
+            try matmul(weight, columns, into: y, m: o, n: p, k: ckk, bias: bias, biasPerRow: true, activation: activation,
+                       batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
+            return
+        }
+        let flags = (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4
+        try launch(.convForwardStaged, global: plan.forward + [n], local: plan.forward + [1],
+                   arguments: window.arguments + [Int32(o), Int32(flags), activation?.parameter ?? 0, x, weight,
+                                                  bias ?? weight, y] + plan.forwardLocal.map(LocalMemory.init(bytes:)))
+    }
+
+    /// Launches a convolution's weight gradient: `dw` [O, C·KH·KW] = Σₙ `dy[n]` [O, OH·OW] ·
+    /// columns(`x[n]`)ᵀ, from the input `x` (staged) or the `columns` the forward pass wrote. Fixed
+    /// order, no atomics: the same inputs give the same bits.
     ///
-    /// Both operands run along the positions, which makes each output a dot product (the nt
-    /// kernel). On a CPU, when the output has enough tiles to keep every core busy, `dy` is first
-    /// transposed per sample ([N, OH·OW, O], a small copy) so that the product runs as outer
-    /// products instead (the tt kernel, written transposed), at the speed of the forward product.
-    public func convolutionWeightGradient(gradOutput dy: Buffer<Float>, cols: Buffer<Float>, _ window: WindowGeometry,
-                                          outChannels o: Int, into dw: Buffer<Float>) throws {
+    /// Without staging, both operands run along the positions, which makes each output a dot
+    /// product (the nt kernel); when the output has enough tiles to keep every core busy, `dy` is
+    /// first transposed per sample ([N, OH·OW, O], a small copy) so that the product runs as outer
+    /// products instead (the summed tt kernel, written transposed).
+    public func convolutionWeightGradient(gradOutput dy: Buffer<Float>, input x: Buffer<Float>, columns: Buffer<Float>?,
+                                          _ window: WindowGeometry, outChannels o: Int, into dw: Buffer<Float>) throws {
         let (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
         let what = "convolutionWeightGradient \(window)"
         let count = try Strided.count(what, [n, o, p])
         try Check.count(what, "dy", dy, count)
+        try Check.count(what, "x", x, window.inputCount)
+        try Check.count(what, "dw", dw, try Strided.count(what, [o, ckk]))
+        if columns == nil, convolutionStagesColumns(window, outChannels: o), let plan = staging(window, outChannels: o) {
+            let partial = plan.groups == 1 ? dw : try device.buffer(Float.self, count: plan.groups * o * ckk)
+            try launch(.convWeightGradStaged, global: plan.weight + [plan.groups], local: plan.weight + [1],
+                       arguments: window.arguments + [Int32(o), Int32(plan.perGroup), Int32(plan.chunk), x, dy, partial]
+                           + plan.weightLocal.map(LocalMemory.init(bytes:)))
+            if plan.groups > 1 { try reduce(.sum, partial, rows: plan.groups, cols: o * ckk, axis: .eachColumn, into: dw) }
+            return
+        }
+        guard let columns else { throw ShapeError("\(what): this device needs the forward pass's columns.") }
+        try Check.count(what, "columns", columns, try Strided.count(what, [n, ckk, p]))
         guard weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk) else {
-            try matmul(dy, cols, into: dw, m: o, n: ckk, k: p, transposeB: true,
+            try matmul(dy, columns, into: dw, m: o, n: ckk, k: p, transposeB: true,
                        batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
             return
         }
         let dyT = try device.buffer(Float.self, count: count)
         try transpose(dy, rows: o, cols: p, batch: n, into: dyT)
-        try matmul(dyT, cols, into: dw, m: o, n: ckk, k: p, transposeA: true, transposeB: true,
+        try matmul(dyT, columns, into: dw, m: o, n: ckk, k: p, transposeA: true, transposeB: true,
                    batch: .sum(count: n, strideA: o * p, strideB: ckk * p))
     }
 
-    /// Whether `convolutionWeightGradient` transposes `dy` and runs outer products: a CPU device,
-    /// and at least 16 full tiles of the [C·KH·KW, O] output (fewer leave cores idle, and the dot
-    /// products of the nt kernel split the work more finely).
+    /// Whether the unstaged `convolutionWeightGradient` transposes `dy` and runs outer products: a
+    /// CPU device, and at least 16 full tiles of the [C·KH·KW, O] output (fewer leave cores idle,
+    /// and the dot products of the nt kernel split the work more finely).
     public func weightGradientRunsAsOuterProducts(outChannels o: Int, patchSize ckk: Int) -> Bool {
         guard !isGPU else { return false }
         let tiles = config.matmul
@@ -77,12 +150,51 @@ extension KernelLibrary {
         return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
     }
 
-    /// Launches a convolution's input-gradient products: for each sample, `dcols[n]`
-    /// [C·KH·KW, OH·OW] = `weight`ᵀ · `dy[n]` (then `col2im` gathers them into the input's gradient).
-    public func convolutionInputColumns(gradOutput dy: Buffer<Float>, weight: Buffer<Float>, _ window: WindowGeometry,
-                                        outChannels o: Int, into dcols: Buffer<Float>) throws {
+    /// Launches a convolution's input gradient: `dx` [N, C, H, W] = col2im(`weight`ᵀ · `dy[n]`) for
+    /// each sample. With stride 1 on a staging device it runs as a forward convolution instead:
+    /// `dy` convolved with the weights turned half a turn (`[C, O, KH, KW]`, padding
+    /// `(K − 1)·D − P`), so no column gradient reaches global memory; otherwise through a scratch
+    /// buffer of column gradients and col2im.
+    public func convolutionInputGradient(gradOutput dy: Buffer<Float>, weight: Buffer<Float>, _ window: WindowGeometry,
+                                         outChannels o: Int, into dx: Buffer<Float>) throws {
         let (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
+        let what = "convolutionInputGradient \(window)"
+        try Check.count(what, "dy", dy, try Strided.count(what, [n, o, p]))
+        try Check.count(what, "weight", weight, try Strided.count(what, [o, ckk]))
+        try Check.count(what, "dx", dx, window.inputCount)
+        if let transposed = transposedWindow(window, outChannels: o), staging(transposed, outChannels: window.channels) != nil {
+            let flipped = try device.buffer(Float.self, count: o * ckk)
+            try launch1D(.convWeightFlip, o * ckk, Int32(o), Int32(window.channels), Int32(window.kernel.0),
+                         Int32(window.kernel.1), weight, flipped)
+            try convolutionForward(dy, weight: flipped, bias: nil, transposed, outChannels: window.channels, columns: nil,
+                                   into: dx)
+            return
+        }
+        let dcols = try device.buffer(Float.self, count: try Strided.count(what, [n, ckk, p]))
         try matmul(weight, dy, into: dcols, m: ckk, n: p, k: o, transposeA: true,
                    batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
+        try col2im(dcols, window, into: dx)
     }
+
+    /// The window whose forward convolution of `dy` [N, O, OH, OW] gives a stride-1 convolution's
+    /// input gradient, or nil (another stride, or a padding above `(K − 1)·D`).
+    private func transposedWindow(_ window: WindowGeometry, outChannels o: Int) -> WindowGeometry? {
+        guard window.stride == (1, 1) else { return nil }
+        let pad = ((window.kernel.0 - 1) * window.dilation.0 - window.padding.0,
+                   (window.kernel.1 - 1) * window.dilation.1 - window.padding.1)
+        guard pad.0 >= 0, pad.1 >= 0,
+              let transposed = try? WindowGeometry(samples: window.samples, channels: o, height: window.outputHeight,
+                                                   width: window.outputWidth, kernel: window.kernel, padding: pad,
+                                                   dilation: window.dilation),
+              transposed.outputHeight == window.height, transposed.outputWidth == window.width else { return nil }
+        return transposed
+    }
+}
+
+/// Launch shapes of the staged convolution kernels: each product's tile grid (one work-group), the
+/// bytes of each `__local` argument, and the weight gradient's groups of samples.
+private struct ConvolutionStaging {
+    var forward: [Int], weight: [Int]
+    var forwardLocal: [Int], weightLocal: [Int]
+    var perGroup: Int, groups: Int, chunk: Int
 }

@@ -79,6 +79,9 @@ public enum KernelName: String, CaseIterable, Sendable {
     // Convolution, pooling and augmentation over NCHW
     case convIm2col = "conv_im2col"
     case convCol2im = "conv_col2im"
+    case convForwardStaged = "conv_forward_staged"
+    case convWeightFlip = "conv_weight_flip"
+    case convWeightGradStaged = "conv_weight_grad_staged"
     case poolMax = "pool_max"
     case poolMaxBackward = "pool_max_backward"
     case poolMax2 = "pool_max2"
@@ -90,11 +93,12 @@ public enum KernelName: String, CaseIterable, Sendable {
     case augmentCropFlip = "augment_crop_flip"
 
     /// Whether the program built for `kind` has this kernel (the small and summed matmul tiles
-    /// are CPU-only).
+    /// and the staged convolutions are CPU-only).
     public func isBuilt(for kind: DeviceKind) -> Bool {
         switch self {
         case .matmulSmallNN, .matmulSmallNT, .matmulSmallTN, .matmulSmallTT,
-             .matmulSumNN, .matmulSumTN, .matmulSumTT: kind == .cpu
+             .matmulSumNN, .matmulSumTN, .matmulSumTT,
+             .convForwardStaged, .convWeightGradStaged: kind == .cpu
         default: true
         }
     }

@@ -32,6 +32,9 @@ public struct KernelConfig: Sendable, Equatable {
     public var elementwiseGroup: Int
     /// Matrix-product tiles.
     public var matmul: MatmulConfig
+    /// Whether convolutions may stage each sample's columns in local memory (CPU devices; see
+    /// `KernelLibrary.convolutionStagesColumns`). Off, they always go through global im2col columns.
+    public var stagesConvolutionColumns = true
 
     /// The rule table: CPUs (PoCL) want few large groups and their native vector width; GPUs want
     /// trees and one element per work-item. `kind` overrides the strategy (to test the other path).

@@ -53,13 +53,12 @@ extension Tensor {
         let window = try self.window("conv2d", kernel: Size2(weight.shape[2], weight.shape[3]), stride: stride,
                                      padding: padding, dilation: dilation)
         let (n, p) = (window.samples, window.outputPlane)
-        // cols [N, C·KH·KW, P]: each sample's patches in one block, so every product below reads
-        // contiguous rows and no gradient needs a transpose.
-        let cols = try Tensor.empty([n, ckk, p], on: device)
-        try kernels.im2col(floats("conv2d"), window, into: cols.floats("conv2d"))
+        // cols [N, C·KH·KW, P]: each sample's patches in one block, kept for the weight gradient --
+        // unless the device stages them in local memory, where nothing needs keeping.
+        let cols = try kernels.convolutionStagesColumns(window, outChannels: o) ? nil : Tensor.empty([n, ckk, p], on: device)
         let out = try Tensor.empty([n, o, window.outputHeight, window.outputWidth], on: device)
-        try kernels.convolutionForward(cols: cols.floats("conv2d"), weight: weight.floats("conv2d"),
-                                       bias: bias?.floats("conv2d"), window, outChannels: o, activation: activation,
+        try kernels.convolutionForward(floats("conv2d"), weight: weight.floats("conv2d"), bias: bias?.floats("conv2d"),
+                                       window, outChannels: o, activation: activation, columns: cols?.floats("conv2d"),
                                        into: out.floats("conv2d"))
         let x = self
         let inputs = [x, weight] + (bias.map { [$0] } ?? [])
@@ -75,18 +74,17 @@ extension Tensor {
             if weight.requiresGrad {
                 // dW = Σₙ gz[n] [O, P] · cols[n]ᵀ, the samples' products summed in one launch.
                 let dw = try Tensor.empty(weight.shape, on: x.device)
-                try kernels.convolutionWeightGradient(gradOutput: gz.floats("conv2d"), cols: cols.floats("conv2d"), window,
-                                                      outChannels: o, into: dw.floats("conv2d"))
+                try kernels.convolutionWeightGradient(gradOutput: gz.floats("conv2d"), input: x.floats("conv2d"),
+                                                      columns: cols?.floats("conv2d"), window, outChannels: o,
+                                                      into: dw.floats("conv2d"))
                 gWeight = dw
             }
             if bias?.requiresGrad == true { gBias = try gz.sum(axes: [0, 2, 3]) }
             if x.requiresGrad {
                 // dcols[n] = Wᵀ · gz[n], then each input element gathers its windows' entries.
-                let dcols = try Tensor.empty([n, ckk, p], on: x.device)
-                try kernels.convolutionInputColumns(gradOutput: gz.floats("conv2d"), weight: weight.floats("conv2d"), window,
-                                                    outChannels: o, into: dcols.floats("conv2d"))
                 let dx = try Tensor.empty(x.shape, on: x.device)
-                try kernels.col2im(dcols.floats("conv2d"), window, into: dx.floats("conv2d"))
+                try kernels.convolutionInputGradient(gradOutput: gz.floats("conv2d"), weight: weight.floats("conv2d"), window,
+                                                     outChannels: o, into: dx.floats("conv2d"))
                 gInput = dx
             }
             return [gInput, gWeight] + (bias == nil ? [] : [gBias])

@@ -63,42 +63,68 @@ struct ConvolutionKernelTests {
         }
     }
 
-    @Test("the three convolution products against the Double reference; the weight gradient on both of its paths")
+    /// The native library, the other path's, and (on a CPU) the native one with convolution staging off.
+    static func convolutionLibraries() throws -> [KernelLibrary] {
+        let device = try TestDevice.get()
+        var unstaged = KernelConfig(for: device.info)
+        unstaged.stagesConvolutionColumns = false
+        return try EW.libraries() + (unstaged.isGPU ? [] : [KernelLibrary(device: device, config: unstaged)])
+    }
+
+    @Test("the three convolution products against the Double reference, staged and through global columns")
     func products() throws {
-        for kernels in try EW.libraries() {
+        var stagings: Set<Bool> = [], outerProducts: Set<Bool> = []
+        for kernels in try Self.convolutionLibraries() {
             let device = kernels.device
-            var paths: Set<Bool> = []
-            // (N, C, O, H, W): a narrow output (dot products) and a wide one (outer products on a CPU).
-            for (n, c, o, h, w) in [(3, 2, 5, 7, 9), (3, 16, 64, 9, 10), (2, 1, 32, 11, 6)] {
-                let g = try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: (3, 3), padding: (1, 1))
+            // (N, C, O, H, W, kernel, stride, padding, dilation): narrow and wide outputs, a stride,
+            // a dilation, odd sizes, one channel.
+            for (n, c, o, h, w, k, st, pd, dl) in [(3, 2, 5, 7, 9, 3, 1, 1, 1), (3, 16, 64, 9, 10, 3, 1, 1, 1),
+                                                  (2, 1, 32, 11, 6, 3, 1, 1, 1), (2, 3, 7, 9, 8, 5, 2, 2, 1),
+                                                  (9, 4, 6, 8, 7, 3, 1, 2, 2)] {
+                let t = WindowCase(n: n, c: c, h: h, w: w, k: (k, k), s: (st, st), p: (pd, pd), d: (dl, dl))
+                let g = try t.geometry()
                 let (p, ckk) = (g.outputPlane, g.patchSize)
-                paths.insert(kernels.weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk))
-                let cols = randomFloats(n * ckk * p, seed: 1), weight = randomFloats(o * ckk, seed: 2)
+                let staged = kernels.convolutionStagesColumns(g, outChannels: o)
+                stagings.insert(staged)
+                if !staged && !kernels.config.isGPU {
+                    outerProducts.insert(kernels.weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk))
+                }
+                let x = randomFloats(n * c * h * w, seed: 1), weight = randomFloats(o * ckk, seed: 2)
                 let bias = randomFloats(o, seed: 3), dy = randomFloats(n * o * p, seed: 4)
                 let y = try device.buffer(Float.self, count: n * o * p), dw = try device.buffer(Float.self, count: o * ckk)
-                let dcols = try device.buffer(Float.self, count: n * ckk * p)
-                try kernels.convolutionForward(cols: device.buffer(cols), weight: device.buffer(weight), bias: device.buffer(bias),
-                                               g, outChannels: o, into: y)
-                try kernels.convolutionWeightGradient(gradOutput: device.buffer(dy), cols: device.buffer(cols), g,
-                                                      outChannels: o, into: dw)
-                try kernels.convolutionInputColumns(gradOutput: device.buffer(dy), weight: device.buffer(weight), g,
-                                                    outChannels: o, into: dcols)
+                let dx = try device.buffer(Float.self, count: x.count)
+                let columns = staged ? nil : try device.buffer(Float.self, count: n * ckk * p)
+                let xb = try device.buffer(x), wb = try device.buffer(weight), dyb = try device.buffer(dy)
+                try kernels.convolutionForward(xb, weight: wb, bias: device.buffer(bias), g, outChannels: o, activation: .relu,
+                                               columns: columns, into: y)
+                try kernels.convolutionWeightGradient(gradOutput: dyb, input: xb, columns: columns, g, outChannels: o, into: dw)
+                try kernels.convolutionInputGradient(gradOutput: dyb, weight: wb, g, outChannels: o, into: dx)
                 var yRef = [Double](repeating: 0, count: n * o * p), dwRef = [Double](repeating: 0, count: o * ckk)
-                var dcolsRef = [Double](repeating: 0, count: n * ckk * p)
-                for s in 0..<n { for q in 0..<o { for r in 0..<ckk { for j in 0..<p {
-                    let (col, grad) = (Double(cols[(s * ckk + r) * p + j]), Double(dy[(s * o + q) * p + j]))
-                    yRef[(s * o + q) * p + j] += Double(weight[q * ckk + r]) * col + (r == 0 ? Double(bias[q]) : 0)
-                    dwRef[q * ckk + r] += grad * col
-                    dcolsRef[(s * ckk + r) * p + j] += Double(weight[q * ckk + r]) * grad
+                var dxRef = [Double](repeating: 0, count: x.count)
+                for s in 0..<n { for q in 0..<o { for a in 0..<g.outputHeight { for b in 0..<g.outputWidth {
+                    let out = (s * o + q) * p + a * g.outputWidth + b
+                    var sum = Double(bias[q])
+                    for ch in 0..<c { for i in 0..<k { for j in 0..<k {
+                        let (ih, iw) = (a * st - pd + i * dl, b * st - pd + j * dl)
+                        let wi = ((q * c + ch) * k + i) * k + j
+                        let v = padded(x, t, s, ch, ih, iw)
+                        sum += Double(weight[wi]) * v
+                        dwRef[wi] += Double(dy[out]) * v
+                        if ih >= 0, ih < h, iw >= 0, iw < w { dxRef[((s * c + ch) * h + ih) * w + iw] += Double(dy[out]) * Double(weight[wi]) }
+                    } } }
+                    yRef[out] = max(0, sum)
                 } } } }
-                let what = "\(EW.path(kernels)) conv [\(n), \(c), \(h), \(w)] → \(o)"
+                let what = "\(EW.path(kernels)) \(staged ? "staged" : "global columns") conv \(t) → \(o)"
                 expectClose(try y.toArray(), yRef, rtol: 1e-4, atol: 1e-4, "\(what) forward")
                 expectClose(try dw.toArray(), dwRef, rtol: 1e-4, atol: 1e-4, "\(what) weight gradient")
-                expectClose(try dcols.toArray(), dcolsRef, rtol: 1e-4, atol: 1e-4, "\(what) input columns")
+                expectClose(try dx.toArray(), dxRef, rtol: 1e-4, atol: 1e-4, "\(what) input gradient")
             }
-            // A CPU device runs both forms of the weight gradient on these shapes; a GPU only dot products.
-            #expect(paths == (kernels.config.isGPU ? [false] : [false, true]), "\(EW.path(kernels)) weight-gradient paths \(paths)")
         }
+        // On a CPU these shapes run staged, through global columns, and the weight gradient of the
+        // latter both as dot products and as outer products.
+        let cpu = try !TestDevice.kernels().config.isGPU
+        #expect(stagings == [false, true] || !cpu, "stagings \(stagings)")
+        #expect(outerProducts == [false, true] || !cpu, "weight-gradient forms \(outerProducts)")
     }
 
     static let poolCases: [WindowCase] = [

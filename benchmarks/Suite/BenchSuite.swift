@@ -5,14 +5,14 @@ import Kiln
 public enum BenchSuite {
     public static let groups = ["matmul", "mlp", "elementwise", "softmax", "batchnorm", "conv"]
 
-    static let header = "op".padding(toLength: 22, withPad: " ", startingAt: 0) + " "
+    static let header = "op".padding(toLength: 40, withPad: " ", startingAt: 0) + " "
         + "shape".padding(toLength: 18, withPad: " ", startingAt: 0) + " "
         + ["device ms".leftPadded(10), "wall ms".leftPadded(10), "GFLOP/s".leftPadded(9), "GB/s".leftPadded(9),
            "%peak".leftPadded(7), "runs".leftPadded(4)].joined(separator: " ")
 
     static func row(_ r: BenchResult) -> String {
         func f(_ v: Double?, _ digits: Int = 1) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
-        return "\(r.name.padding(toLength: 22, withPad: " ", startingAt: 0)) "
+        return "\(r.name.padding(toLength: 40, withPad: " ", startingAt: 0)) "
             + "\(r.shape.map(String.init).joined(separator: "x").padding(toLength: 18, withPad: " ", startingAt: 0)) "
             + "\(f(r.median_ms, 4).leftPadded(10)) \(f(r.wall_ms, 4).leftPadded(10)) \(f(r.gflops).leftPadded(9)) "
             + "\(f(r.gbps).leftPadded(9)) \(f(r.percent_of_peak, 0).leftPadded(7)) \(String(r.runs).leftPadded(4))"
@@ -133,10 +133,13 @@ public enum BenchSuite {
         return results
     }
 
-    /// The convolution products of `kiln train --model cnn` at batch 128, both layers: the forward
-    /// product (per sample, [O, C·9] · [C·9, 784 or 196]), the weight gradient ([O, N·P] · colsᵀ)
-    /// and the input gradient (Wᵀ · [O, N·P]), with im2col, col2im, the 2 × 2 max pooling and
-    /// BatchNorm2d that go with them. FLOPs count 2·N·O·C·9·P for each product.
+    /// The convolution products of `kiln train --model cnn` at batch 128, both layers, as training
+    /// runs them (`convolutionStagesColumns`: each sample's columns staged in local memory, or
+    /// im2col columns in global memory, whose im2col and col2im are then counted in the products):
+    /// the forward product (per sample, [O, C·9] · [C·9, 784 or 196]), the weight gradient
+    /// (Σₙ dy[n] · cols[n]ᵀ) and the input gradient (col2im of Wᵀ · dy[n]); then the global im2col and
+    /// col2im alone, the 2 × 2 max pooling and BatchNorm2d that go with them. FLOPs count 2·N·O·C·9·P
+    /// for each product.
     static func convolutions(_ r: BenchRunner) throws -> [BenchResult] {
         var results: [BenchResult] = []
         let n = 128
@@ -149,20 +152,35 @@ public enum BenchSuite {
             let cols: Buffer<Float> = try r.device.buffer(count: ckk * n * p)
             let y: Buffer<Float> = try r.device.buffer(count: n * o * p)
             let g = try r.device.buffer(randomData(o * n * p)), dw: Buffer<Float> = try r.device.buffer(count: o * ckk)
+            let dx: Buffer<Float> = try r.device.buffer(count: window.inputCount)
+            // As training runs them, and (when that stages) through global columns too, for comparison.
+            var unstaged = r.kernels.config
+            unstaged.stagesConvolutionColumns = false
+            var libraries = [r.kernels]
+            if r.kernels.convolutionStagesColumns(window, outChannels: o) {
+                libraries.append(try KernelLibrary(device: r.device, config: unstaged))
+            }
+            for kernels in libraries {
+                let staged = kernels.convolutionStagesColumns(window, outChannels: o)
+                let path = staged ? "staged" : "im2col"
+                results.append(try r.measure("\(name) forward (\(path))", shape: [o, ckk, p, n], flops: flops) {
+                    try kernels.convolutionForward(x, weight: w, bias: bias, window, outChannels: o,
+                                                   columns: staged ? nil : cols, into: y)
+                })
+                results.append(try r.measure("\(name) weight grad (\(path))", shape: [o, p, ckk, n], flops: flops) {
+                    try kernels.convolutionWeightGradient(gradOutput: g, input: x, columns: staged ? nil : cols, window,
+                                                          outChannels: o, into: dw)
+                })
+                if c > 1 {
+                    results.append(try r.measure("\(name) input grad (\(path))", shape: [ckk, o, p, n], flops: flops) {
+                        try kernels.convolutionInputGradient(gradOutput: g, weight: w, window, outChannels: o, into: dx)
+                    })
+                }
+            }
             results.append(try r.measure("\(name) im2col", shape: [ckk, n * p], bytes: Double(4 * (ckk * n * p + window.inputCount))) {
                 try r.kernels.im2col(x, window, into: cols)
             })
-            results.append(try r.measure("\(name) forward", shape: [o, ckk, p, n], flops: flops) {
-                try r.kernels.convolutionForward(cols: cols, weight: w, bias: bias, window, outChannels: o, into: y)
-            })
-            results.append(try r.measure("\(name) weight grad", shape: [o, p, ckk, n], flops: flops) {
-                try r.kernels.convolutionWeightGradient(gradOutput: g, cols: cols, window, outChannels: o, into: dw)
-            })
             if c > 1 {
-                results.append(try r.measure("\(name) input grad", shape: [ckk, o, p, n], flops: flops) {
-                    try r.kernels.convolutionInputColumns(gradOutput: g, weight: w, window, outChannels: o, into: cols)
-                })
-                let dx: Buffer<Float> = try r.device.buffer(count: window.inputCount)
                 results.append(try r.measure("\(name) col2im", shape: [ckk, n * p], bytes: Double(4 * (ckk * n * p + window.inputCount))) {
                     try r.kernels.col2im(cols, window, into: dx)
                 })
