@@ -204,18 +204,23 @@ public final class Tensor: @unchecked Sendable {
     }
 
     /// Uniform random numbers in `[low, high)` from Philox (seed, offset): the same on every device.
-    public static func rand(_ shape: [Int], low: Float = 0, high: Float = 1, seed: UInt64, offset: UInt64 = 0,
+    /// Without a seed they are the next draw of `RandomState` (as `torch.rand` draws from the seeded
+    /// generator).
+    public static func rand(_ shape: [Int], low: Float = 0, high: Float = 1, seed: UInt64? = nil, offset: UInt64 = 0,
                             on device: Device? = nil, requiresGrad: Bool = false) throws -> Tensor {
         let t = try empty(shape, on: device ?? defaultDevice())
+        let (seed, offset) = seed.map { ($0, offset) } ?? RandomState.next(count: t.count)
         try t.kernels.randomUniform(t.floats("rand"), low: low, high: high, seed: seed, offset: offset)
         t.requiresGrad = requiresGrad
         return t
     }
 
-    /// Normal random numbers from Philox (seed, offset): the same on every device.
-    public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1, seed: UInt64, offset: UInt64 = 0,
+    /// Normal random numbers from Philox (seed, offset): the same on every device. Without a seed
+    /// they are the next draw of `RandomState`.
+    public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1, seed: UInt64? = nil, offset: UInt64 = 0,
                              on device: Device? = nil, requiresGrad: Bool = false) throws -> Tensor {
         let t = try empty(shape, on: device ?? defaultDevice())
+        let (seed, offset) = seed.map { ($0, offset) } ?? RandomState.next(count: t.count)
         try t.kernels.randomNormal(t.floats("randn"), mean: mean, std: std, seed: seed, offset: offset)
         t.requiresGrad = requiresGrad
         return t

@@ -1,4 +1,5 @@
 import Foundation
+import Kiln
 import KilnTestSupport
 import Testing
 
@@ -102,5 +103,104 @@ struct CLITests {
                                 "--out", folder.path, "--resume", folder.appendingPathComponent("last.safetensors").path])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("Resumed") && resumed.stdout.contains("epoch 3/3") && !resumed.stdout.contains("epoch 1/3"))
+    }
+
+    /// The classes `kiln predict` printed, in order ("3: class 7 Sneaker  p=0.24 (true: ...)" lines).
+    static func predictedClasses(_ output: String) -> [Int] {
+        output.split(separator: "\n").compactMap { line in
+            line.split(separator: " ").dropFirst(2).first.flatMap { Int($0) }
+        }
+    }
+
+    @Test("train --model cnn on a slice, then evaluate, predict and summary with the file it wrote; PyTorch loads it (strict)")
+    func convolutionalNetwork() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-cnn-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let train = try kiln(["train", "--model", "cnn", "--limit", "2000", "--test-limit", "500", "--epochs", "1",
+                              "--out", folder.path, "--json"])
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stdout.contains("Model: cnn, 421834 parameters, input [1, 28, 28]"))
+        let last = try #require(train.stdout.split(separator: "\n").last)
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        let accuracy = try #require(summary["test_accuracy"] as? Double)
+        #expect(accuracy > 0.5, "one epoch on 2,000 images: \(accuracy)")
+        for file in ["model.safetensors", "last.safetensors", "history.json", "curves.svg", "confusion.svg", "samples.svg"] {
+            #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent(file).path), "\(file) missing")
+        }
+        let model = folder.appendingPathComponent("model.safetensors").path
+        let evaluate = try kiln(["evaluate", "--model", model, "--limit", "500", "--json"])
+        #expect(evaluate.status == 0, "\(evaluate.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as? [String: Any])
+        #expect(abs((metrics["accuracy"] as? Double ?? -1) - accuracy) < 1e-9)
+
+        let described = try kiln(["summary", "--model", model])
+        #expect(described.status == 0, "\(described.stderr)")
+        for text in ["Conv2d(32, 64, kernel_size=(3, 3)", "├─MaxPool2d: 1-8", "[1, 64, 7, 7]", "Total params: 421,834"] {
+            #expect(described.stdout.contains(text), "summary lacks \(text)")
+        }
+        let predict = try kiln(["predict", "--model", model, "--index", (0..<64).map(String.init).joined(separator: ",")])
+        #expect(predict.status == 0, "\(predict.stderr)")
+        let classes = Self.predictedClasses(predict.stdout)
+        #expect(classes.count == 64)
+        guard pythonHasTorch else { return }
+        // The same file in PyTorch's nn.Sequential (built from the file's own layer list): the same classes.
+        let (status, output) = try runPython("check_kiln_model.py", [model, CNNInteropTests.expected.path])
+        #expect(status == 0)
+        #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").compactMap { Int($0) } == classes)
+    }
+
+    @Test("a PyTorch CNN state dict evaluates with --architecture FILE.json (and cnn, with PyTorch installed); without it, a clear message")
+    func pyTorchStateDict() throws {
+        guard let test = try fashionMNIST(.test, limit: 64) else { return }
+        let expected = try SafeTensorsFile(contentsOf: CNNInteropTests.expected)
+        let classes = try #require(expected.tensors["classes"]).integers().map { Int($0) }
+        let labels = test.labels
+        func accuracy(_ predicted: [Int]) -> Double { Double(zip(predicted, labels).filter { $0 == $1 }.count) / 64 }
+        let evaluate = try kiln(["evaluate", "--model", CNNInteropTests.stateDict.path, "--architecture",
+                                 CNNInteropTests.architecture.path, "--limit", "64", "--json"])
+        #expect(evaluate.status == 0, "\(evaluate.stderr)")
+        let metrics = try #require(try JSONSerialization.jsonObject(with: Data(evaluate.stdout.utf8)) as? [String: Any])
+        #expect(metrics["accuracy"] as? Double == accuracy(classes))
+        try expectCleanFailure(["evaluate", "--model", CNNInteropTests.stateDict.path, "--limit", "64"], mentioning: "--architecture")
+        try expectCleanFailure(["evaluate", "--model", CNNInteropTests.stateDict.path, "--architecture", "cnn", "--limit", "64"],
+                               mentioning: "0.weight")
+        guard pythonHasTorch else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-torch-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (model, outputs) = (folder.appendingPathComponent("cnn.safetensors"), folder.appendingPathComponent("expected.safetensors"))
+        #expect(try runPython("make_torch_cnn.py", [model.path, outputs.path]).status == 0)
+        let theirs = try #require(try SafeTensorsFile(contentsOf: outputs).tensors["classes"]).integers().map { Int($0) }
+        let predict = try kiln(["predict", "--model", model.path, "--architecture", "cnn", "--index",
+                                (0..<64).map(String.init).joined(separator: ",")])
+        #expect(predict.status == 0, "\(predict.stderr)")
+        #expect(Self.predictedClasses(predict.stdout) == theirs)
+    }
+
+    @Test("train --model FILE.json and --augment; layers that do not chain, and augmenting an MLP, fail naming the problem")
+    func architectureFiles() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-json-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let good = folder.appendingPathComponent("net.json"), bad = folder.appendingPathComponent("bad.json")
+        try Data("""
+            [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2}, {"type": "ReLU"},
+             {"type": "Flatten"}, {"type": "Linear", "in": 2352, "out": 10}]
+            """.utf8).write(to: good)
+        try Data("""
+            {"layers": [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2},
+                        {"type": "Flatten"}, {"type": "Linear", "in": 784, "out": 10}]}
+            """.utf8).write(to: bad)
+        let run = try kiln(["train", "--model", good.path, "--augment", "--limit", "512", "--test-limit", "100", "--epochs", "1",
+                            "--out", folder.appendingPathComponent("run").path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("input [1, 28, 28], augmented"))
+        let evaluate = try kiln(["evaluate", "--model", folder.appendingPathComponent("run/model.safetensors").path, "--limit", "100"])
+        #expect(evaluate.status == 0, "\(evaluate.stderr)")
+        try expectCleanFailure(["train", "--model", bad.path, "--epochs", "1", "--limit", "100"], mentioning: "Linear")
+        try expectCleanFailure(["train", "--model", "mlp", "--augment", "--epochs", "1", "--limit", "100"], mentioning: "--augment")
+        try expectCleanFailure(["train", "--model", "resnet", "--epochs", "1"], mentioning: "--model")
     }
 }

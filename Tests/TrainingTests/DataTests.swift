@@ -331,6 +331,43 @@ struct DataLoaderTests {
                          targets: .values((0..<count).flatMap { i in [Float(10 * i), -Float(i)] }, width: 2))
     }
 
+    @Test("an inputShape gives image batches; augmentation crops and flips them on the device, reproducibly from the seed",
+          arguments: [DataLoader.Residency.device, .host])
+    func imageBatches(residency: DataLoader.Residency) throws {
+        let device = try TestDevice.get()
+        // Six 1 × 4 × 5 images; image i's pixels are 100 i + 1 ... 100 i + 20, all distinct.
+        let pixels = (0..<6).flatMap { i in (1...20).map { Float(100 * i + $0) } }
+        let data = try ArrayDataset(inputs: pixels, featureShape: [1, 4, 5], targets: .classes((0..<6).map { $0 % 3 }, classes: 3))
+        let loader = try DataLoader(data, batchSize: 4, on: device, residency: residency)
+        loader.inputShape = [1, 4, 5]
+        let plain = try loader.epoch(0).map { try $0.load() }
+        #expect(plain.map(\.inputs.shape) == [[4, 1, 4, 5], [2, 1, 4, 5]])
+        #expect(try plain.flatMap { try $0.inputs.toArray() } == pixels)
+
+        loader.augmentation = Augmentation(cropPadding: 1)
+        func augmentedEpoch() throws -> (images: [Float], labels: [Int]) {
+            let batches = try loader.epoch(0).map { try $0.load() }
+            return (try batches.flatMap { try $0.inputs.toArray() }, try batches.flatMap { try $0.targets.toIntArray() })
+        }
+        // Generators of their own: tests running beside this one draw too.
+        let first = try RandomState.withSeed(7) { try augmentedEpoch() }
+        let (again, other) = try RandomState.withSeed(7) { (try augmentedEpoch(), try augmentedEpoch()) }
+        #expect(first.images == again.images, "the same seed augments the same way")
+        #expect(first.images != other.images, "the next epoch draws new crops and flips")
+        #expect(first.labels == [0, 1, 2, 0, 1, 2], "labels stay with their images")
+        // A crop and flip moves pixels within their own image, or brings in padding zeros.
+        for i in 0..<6 {
+            let own = Set(pixels[(20 * i)..<(20 * i + 20)])
+            #expect(first.images[(20 * i)..<(20 * i + 20)].allSatisfy { $0 == 0 || own.contains($0) }, "image \(i)")
+        }
+        #expect(first.images != pixels, "seed 7 moves at least one of six images")
+
+        loader.inputShape = [3, 7]
+        #expect(throws: DataError.self) { _ = try loader.epoch(0).map { try $0.load() } }
+        loader.inputShape = [20]
+        #expect(throws: DataError.self) { _ = try loader.epoch(0).map { try $0.load() } }   // augmentation needs [C, H, W]
+    }
+
     @Test("batch shapes, a partial last batch, and dropLast", arguments: [DataLoader.Residency.device, .host])
     func shapes(residency: DataLoader.Residency) throws {
         let device = try TestDevice.get()
