@@ -15,7 +15,12 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model (the MLP by default, --model cnn, or your own architecture) on an MNIST-format data set (Fashion-MNIST by default) and report test accuracy.",
         discussion: """
-            --model FILE.json takes a JSON array of layers (or an object with "layers"), for example             [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2}, {"type": "ReLU"},             {"type": "Flatten"}, {"type": "Linear", "in": 2352, "out": 10}]. Writes history.json, history.csv,             curves.svg, confusion.svg, samples.svg, model.safetensors and last.safetensors (a checkpoint for             --resume) into --out.
+            --model FILE.json takes a JSON array of layers (or an object with "layers"), for example \
+            [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2}, {"type": "ReLU"}, \
+            {"type": "Flatten"}, {"type": "Linear", "in": 2352, "out": 10}].
+
+            Writes history.json, history.csv, curves.svg, confusion.svg, samples.svg, model.safetensors \
+            and last.safetensors (a checkpoint for --resume) into --out.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
