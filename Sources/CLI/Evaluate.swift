@@ -12,7 +12,7 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var load: LoadOptions
-    @Option(help: "Use only the first N test samples.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Use only the first N test samples.") var limit: Int?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
@@ -56,12 +56,22 @@ struct Predict: ParsableCommand {
         abstract: "Predict classes with a model file, for test-set images by index or for an IDX image file.")
 
     @Option(help: ArgumentHelp("A model file.", valueName: "file")) var model: String
-    @Option(help: ArgumentHelp("Test-set indices, comma-separated.", valueName: "list")) var index = "0"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Indices of the images to classify, comma-separated: of the test set (default 0), or of --images (default all).", valueName: "list"))
+    var index: String?
     @Option(help: ArgumentHelp("An IDX file of images (gzipped or not) to classify instead.", valueName: "file"))
     var images: String?
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var load: LoadOptions
+
+    /// `--index 0,5,9`: whole numbers ≥ 0, no empty items.
+    static func parseIndices(_ text: String) throws -> [Int] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !text.isEmpty, items.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+            throw ValidationError("--index takes image indices ≥ 0 separated by commas, such as 0,1,2; got \"\(text)\".")
+        }
+        return items.compactMap { $0 }
+    }
 
     func run() throws {
         do { try predict() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
@@ -70,24 +80,26 @@ struct Predict: ParsableCommand {
     func predict() throws {
         let device = try deviceOptions.open()
         let pixels: [Float], count: Int, features: Int, featureShape: [Int], classNames: [String], truth: [Int]?
+        let indices = try index.map(Self.parseIndices)
         if let images {
             let file = try IDXFile(contentsOf: URL(fileURLWithPath: images))
-            guard file.dimensions.count == 3 else {
-                throw ValidationError("\(images) holds \(file.dimensions) values; an image file has [count, rows, columns].")
+            guard file.dimensions.count == 3, file.dimensions.allSatisfy({ $0 >= 1 }) else {
+                throw ValidationError("\(images) holds \(file.dimensions) values; an image file has [count, rows, columns], none of them 0.")
             }
-            count = file.dimensions[0]
+            let size = file.dimensions[1] * file.dimensions[2]
+            let chosen = indices ?? Array(0..<file.dimensions[0])
+            if let bad = chosen.first(where: { $0 >= file.dimensions[0] }) {
+                throw ValidationError("--index \(bad) is out of range: \(images) has \(file.dimensions[0]) images.")
+            }
+            count = chosen.count
             featureShape = [file.dimensions[1], file.dimensions[2]]
-            features = file.dimensions[1] * file.dimensions[2]
-            pixels = file.bytes.map { Float($0) / 255 }
+            features = size
+            pixels = chosen.flatMap { file.bytes[$0 * size..<($0 + 1) * size].map { Float($0) / 255 } }
             classNames = dataOptions.folder == MNISTDataset.defaultFolder ? MNISTDataset.fashionClassNames : (0..<10).map(String.init)
             truth = nil
         } else {
-            let indices = index.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !indices.isEmpty, indices.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw ValidationError("--index takes test-set indices such as 0,1,2; got \"\(index)\".")
-            }
             let test = try MNISTDataset(folder: dataOptions.folder, split: .test)
-            let chosen = indices.compactMap { $0 }
+            let chosen = indices ?? [0]
             if let bad = chosen.first(where: { $0 >= test.count }) {
                 throw ValidationError("--index \(bad) is out of range: the test set has \(test.count) images.")
             }

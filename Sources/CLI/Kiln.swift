@@ -10,6 +10,22 @@ struct KilnCommand: ParsableCommand {
         abstract: "Deep learning in Swift on any OpenCL device.",
         version: kilnVersion,
         subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, BenchCommand.self])
+
+    /// Parses and runs the command. A `ValidationError` found while running (a file that does not
+    /// fit, an index out of range) prints the usage of the subcommand that was run, not kiln's.
+    static func main() {
+        let command: any ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        var running = command
+        do { try running.run() } catch let error as ValidationError {
+            let type = Swift.type(of: command)
+            let name = type._commandName
+            FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usageString(for: type))\n  See 'kiln \(name) --help' for more information.\n".utf8))
+            exit(withError: ExitCode.validationFailure)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--device SEL`, shared by every command.
@@ -28,6 +44,26 @@ struct DeviceOptions: ParsableArguments {
 /// Errors reach the user as one clear message and a non-zero exit, never a stack trace.
 struct Failure: Error, CustomStringConvertible {
     let description: String
-    init(_ error: any Error) { description = String(describing: error) }
+    init(_ error: any Error) {
+        // Kiln's own errors describe themselves in one line; a Foundation error is put into words
+        // without its user-info dump.
+        let ns = error as NSError
+        if ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain {
+            description = describeFileSystemError(error)
+        } else {
+            description = String(describing: error)
+        }
+    }
     init(message: String) { description = message }
+}
+
+/// An option's parser for a whole number ≥ 0 (a seed), whose error names the flag, the value and
+/// the range.
+func wholeNumber(_ flag: String) -> @Sendable (String) throws -> UInt64 {
+    { text in
+        guard let value = UInt64(text) else {
+            throw ValidationError("\(flag) takes a whole number from 0 to \(UInt64.max); got \"\(text)\".")
+        }
+        return value
+    }
 }

@@ -14,7 +14,7 @@ struct ArchitectureOptions: ParsableArguments {
     @Flag(help: "Add BatchNorm1d after each hidden Linear of the MLP.")
     var batchnorm = false
 
-    @Option(help: ArgumentHelp("Dropout probability after each hidden activation of the MLP.", valueName: "p"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Dropout probability after each hidden activation of the MLP.", valueName: "p"))
     var dropout: Float = 0
 
     func spec(inputs: Int, classes: Int) throws -> MLPSpec {
@@ -80,10 +80,7 @@ extension ModelSpec {
 
 /// The bytes of a regular file of at most `limit` bytes (no FIFOs, devices or folders).
 func readSmallFile(_ url: URL, limit: Int) throws -> Data {
-    let values = try url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey])
-    guard values.isRegularFile == true else { throw Failure(message: "\(url.path) is not a regular file.") }
-    guard (values.fileSize ?? 0) <= limit else { throw Failure(message: "\(url.path) is larger than \(limit) bytes.") }
-    return try Data(contentsOf: url)
+    try readRegularFile(url, what: "architecture file", limit: limit)
 }
 
 /// Loads a model file: Kiln's (architecture in its metadata) or a plain PyTorch state dict with
@@ -138,7 +135,7 @@ struct Summary: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @Option(help: ArgumentHelp("The shape of one sample when the architecture does not say (default 1,28,28 for images, else 784).", valueName: "shape"))
     var input: String?
-    @Option(help: "Classes of the data (for --architecture mlp).") var classes = 10
+    @Option(parsing: .unconditional, help: "Classes of the data (for --architecture mlp).") var classes = 10
 
     func run() throws {
         do { try summarize() } catch let error as ValidationError { throw error } catch { throw Failure(error) }

@@ -31,40 +31,50 @@ struct Train: ParsableCommand {
     @Flag(help: "Augment the training images on the device: a random crop from a 2-pixel zero padding and a random horizontal flip (image models).")
     var augment = false
 
-    @Option(help: "Epochs to train.") var epochs = 10
-    @Option(name: .customLong("batch-size"), help: "Samples per batch.") var batchSize = 128
-    @Option(help: "Optimizer: sgd, adam, adamw or rmsprop.") var optimizer = "adam"
-    @Option(help: "Learning rate.") var lr: Float = 1e-3
-    @Option(help: "Momentum (sgd, rmsprop).") var momentum: Float = 0
-    @Option(name: .customLong("weight-decay"), help: "Weight decay (adamw default 0.01).") var weightDecay: Float?
+    @Option(parsing: .unconditional, help: "Epochs to train.") var epochs = 10
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Samples per batch.") var batchSize = 128
+    @Option(help: "Optimizer: sgd, adam, adamw or rmsprop (default adam; on --resume, the checkpoint's).") var optimizer: String?
+    @Option(parsing: .unconditional, help: "Learning rate (default 0.001; on --resume, the checkpoint's unless given).") var lr: Float?
+    @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).") var momentum: Float = 0
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Weight decay (adamw default 0.01).") var weightDecay: Float?
     @Option(help: "Learning-rate schedule: none, step (×0.1 every 3 epochs), cosine, or warmup (linear over the first epoch).")
     var schedule = "none"
-    @Option(help: "Seed for initialization, shuffling and dropout.") var seed: UInt64 = 0
-    @Option(name: .customLong("val-fraction"), help: "Fraction of the training set held out for validation (0: validate on the test set).")
+    @Option(parsing: .unconditional, help: "Seed for initialization, shuffling and dropout.", transform: wholeNumber("--seed"))
+    var seed: UInt64 = 0
+    @Option(name: .customLong("val-fraction"), parsing: .unconditional, help: "Fraction of the training set held out for validation (0: validate on the test set).")
     var valFraction: Double = 0
-    @Option(help: "Use only the first N training samples.") var limit: Int?
-    @Option(name: .customLong("test-limit"), help: "Use only the first N test samples.") var testLimit: Int?
+    @Option(parsing: .unconditional, help: "Use only the first N training samples.") var limit: Int?
+    @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Use only the first N test samples.") var testLimit: Int?
     @Option(help: ArgumentHelp("Run folder.", valueName: "dir")) var out = "runs/latest"
     @Option(help: ArgumentHelp("Resume from a checkpoint written by an earlier run (last.safetensors).", valueName: "file"))
     var resume: String?
-    @Option(name: .customLong("log-every"), help: "Steps between loss read-backs.") var logEvery = 100
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Steps between loss read-backs.") var logEvery = 100
     @Flag(help: "End with one JSON line: test accuracy, epoch seconds, device.") var json = false
     @Flag(help: "Record each kernel's device time (OpenCL profiling events) and print the top kernels, launches per step and pool statistics at the end.")
     var profile = false
 
     func validate() throws {
-        guard epochs >= 1 else { throw ValidationError("--epochs must be ≥ 1.") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1.") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number.") }
-        guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1).") }
-        guard ["sgd", "adam", "adamw", "rmsprop"].contains(optimizer.lowercased()) else {
+        guard (1...CheckpointState.maxEpochs).contains(epochs) else {
+            throw ValidationError("--epochs must be from 1 to \(CheckpointState.maxEpochs); got \(epochs).")
+        }
+        guard (1...1 << 24).contains(batchSize) else { throw ValidationError("--batch-size must be from 1 to \(1 << 24); got \(batchSize).") }
+        guard momentum.isFinite, momentum >= 0 else { throw ValidationError("--momentum must be a finite number ≥ 0; got \(momentum).") }
+        if let weightDecay, !(weightDecay.isFinite && weightDecay >= 0) {
+            throw ValidationError("--weight-decay must be a finite number ≥ 0; got \(weightDecay).")
+        }
+        guard logEvery >= 1 else { throw ValidationError("--log-every must be ≥ 1; got \(logEvery).") }
+        guard !out.isEmpty else { throw ValidationError("--out needs a folder name; got an empty one.") }
+        if let resume, resume.isEmpty { throw ValidationError("--resume needs a checkpoint file; got an empty name.") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number; got \(lr).") }
+        guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1); got \(valFraction).") }
+        if let optimizer, !Self.optimizers.contains(optimizer.lowercased()) {
             throw ValidationError("--optimizer must be sgd, adam, adamw or rmsprop; got \"\(optimizer)\".")
         }
         guard ["none", "step", "cosine", "warmup"].contains(schedule) else {
             throw ValidationError("--schedule must be none, step, cosine or warmup; got \"\(schedule)\".")
         }
-        if let limit, limit < 2 { throw ValidationError("--limit must be ≥ 2.") }
-        if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be ≥ 1.") }
+        if let limit, limit < 2 { throw ValidationError("--limit must be ≥ 2; got \(limit).") }
+        if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be ≥ 1; got \(testLimit).") }
         _ = try architecture.spec(inputs: 1, classes: 1)
         guard !model.isEmpty else { throw ValidationError("--model takes mlp, cnn or FILE.json; got an empty name.") }
     }
@@ -78,7 +88,7 @@ struct Train: ParsableCommand {
         print("Device: \(device)")
         RandomState.manualSeed(seed)
         let folder = URL(fileURLWithPath: out)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try createFolder(folder, purpose: "run folder")
 
         let full = try MNISTDataset(folder: dataOptions.folder, split: .train, limit: limit)
         let test = try MNISTDataset(folder: dataOptions.folder, split: .test, limit: testLimit)
@@ -94,7 +104,14 @@ struct Train: ParsableCommand {
                                                  classes: full.classes)
         let model = try spec.makeModel(on: device)
         print("Model: \(self.model), \(try spec.parameterCount()) parameters, input \(spec.inputShape ?? [full.features])\(augment ? ", augmented" : "")")
-        let optimizer = try makeOptimizer(model.parameters)
+        // On --resume the checkpoint's state is read (and checked) first: flags given on the command
+        // line win over it; flags left out take the checkpoint's values.
+        let resumed = try resume.map { path in
+            try CheckpointState(metadata: SafeTensorsFile(contentsOf: URL(fileURLWithPath: path)).metadata, file: path)
+        }
+        let optimizerName = try chooseOptimizer(resumed)
+        let lr = self.lr ?? resumed?.baseLearningRate ?? 1e-3
+        let optimizer = try makeOptimizer(optimizerName, lr: lr, model.parameters)
         let trainLoader = try DataLoader(trainSet, batchSize: batchSize, shuffle: true, seed: seed, on: device)
         let validationLoader = try DataLoader(validationSet, batchSize: 1000, on: device)
         let testLoader = try DataLoader(test, batchSize: 1000, on: device)
@@ -106,7 +123,8 @@ struct Train: ParsableCommand {
             trainLoader.augmentation = Augmentation(cropPadding: 2)
         }
 
-        let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed)]
+        let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
+                        "base_learning_rate": String(lr)]
         var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: "val_accuracy", metadata: metadata)]
         switch schedule {
         case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1), base: Double(lr)))
@@ -120,6 +138,10 @@ struct Train: ParsableCommand {
             startEpoch = try trainer.restore(from: URL(fileURLWithPath: resume), model: model, optimizer: optimizer,
                                              historyFile: folder.appendingPathComponent("history.json"))
             print("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
+            if let given = self.lr, let recorded = resumed?.learningRate, given != recorded {
+                optimizer.learningRate = given
+                print("Learning rate: --lr \(given) replaces the checkpoint's \(recorded).")
+            }
         }
         let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,
                                       validation: validationLoader, startEpoch: startEpoch)
@@ -142,8 +164,23 @@ struct Train: ParsableCommand {
         }
     }
 
-    func makeOptimizer(_ parameters: [Tensor]) throws -> Optimizer {
-        switch optimizer.lowercased() {
+    static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]
+
+    /// `--optimizer`, or the resumed checkpoint's, or adam. A checkpoint's optimizer state belongs
+    /// to its optimizer: asking for another one on --resume is an error.
+    func chooseOptimizer(_ resumed: CheckpointState?) throws -> String {
+        let recorded = resumed?.optimizer.map { $0.lowercased() }
+        if let recorded, !Self.optimizers.contains(recorded) {
+            throw Failure(message: "The checkpoint records optimizer \"\(recorded)\", which kiln train does not know; the file is damaged.")
+        }
+        if let given = optimizer?.lowercased(), let recorded, given != recorded {
+            throw ValidationError("--optimizer \(given) cannot continue a checkpoint trained with \(recorded) (its optimizer state is \(recorded)'s); leave --optimizer out or give \(recorded).")
+        }
+        return optimizer?.lowercased() ?? recorded ?? "adam"
+    }
+
+    func makeOptimizer(_ name: String, lr: Float, _ parameters: [Tensor]) throws -> Optimizer {
+        switch name {
         case "sgd": return try SGD(parameters, lr: lr, momentum: momentum, weightDecay: weightDecay ?? 0)
         case "adamw": return try AdamW(parameters, lr: lr, weightDecay: weightDecay ?? 0.01)
         case "rmsprop": return try RMSprop(parameters, lr: lr, weightDecay: weightDecay ?? 0, momentum: momentum)

@@ -185,25 +185,37 @@ open class Module: CustomStringConvertible {
     /// unexpected or a shape differs; nothing is copied then. A missing `num_batches_tracked` is
     /// accepted, as PyTorch does.
     public func load(stateDict: [String: Tensor]) throws {
+        let dtypes = Dictionary(uniqueKeysWithValues: (namedParameters() + namedBuffers()).map { ($0.name, $0.tensor.dtype) })
+        let wrongType = stateDict.keys.sorted().compactMap { name -> String? in
+            guard let tensor = stateDict[name], let own = dtypes[name], own != tensor.dtype else { return nil }
+            return "\(name): expected \(own.rawValue), got \(tensor.dtype.rawValue)"
+        }
+        if let problems = stateDictProblems(shapes: stateDict.mapValues(\.shape), extra: wrongType) {
+            throw TensorError("load(stateDict:): " + problems + ".")
+        }
+        try assignState(stateDict, prefix: "")
+    }
+
+    /// What stops a state dict of these shapes from loading (missing, unexpected and mismatched
+    /// keys, plus `extra` problems), or nil when it fits. Callers check a file's shapes with it
+    /// before uploading anything.
+    public func stateDictProblems(shapes: [String: [Int]], extra: [String] = []) -> String? {
         let own = namedParameters() + namedBuffers()
         let ownNames = Set(own.map(\.name))
-        let missing = own.map(\.name).filter { stateDict[$0] == nil && !$0.hasSuffix("num_batches_tracked") }
-        let unexpected = stateDict.keys.filter { !ownNames.contains($0) }.sorted()
+        let missing = own.map(\.name).filter { shapes[$0] == nil && !$0.hasSuffix("num_batches_tracked") }
+        let unexpected = shapes.keys.filter { !ownNames.contains($0) }.sorted()
         let mismatched = own.compactMap { name, tensor -> String? in
-            guard let given = stateDict[name], given.shape != tensor.shape || given.dtype != tensor.dtype else { return nil }
-            if given.dtype != tensor.dtype {
-                return "\(name): expected \(tensor.dtype.rawValue) \(tensor.shape), got \(given.dtype.rawValue) \(given.shape)"
-            }
-            return "\(name): expected \(tensor.shape), got \(given.shape)"
-        }
+            guard let given = shapes[name], given != tensor.shape else { return nil }
+            return "\(name): expected \(tensor.shape), got \(given)"
+        } + extra
         guard missing.isEmpty, unexpected.isEmpty, mismatched.isEmpty else {
             var problems: [String] = []
             if !missing.isEmpty { problems.append("missing keys: \(missing.joined(separator: ", "))") }
             if !unexpected.isEmpty { problems.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
             if !mismatched.isEmpty { problems.append("shape mismatch: \(mismatched.joined(separator: "; "))") }
-            throw TensorError("load(stateDict:): " + problems.joined(separator: "; ") + ".")
+            return problems.joined(separator: "; ")
         }
-        try assignState(stateDict, prefix: "")
+        return nil
     }
 
     /// Copies the entries of `stateDict` under `prefix` into this module and its children.

@@ -33,20 +33,43 @@ public struct SafeTensor: Sendable, Equatable {
     /// The elements' little-endian bytes, in row-major order.
     public var data: Data
 
-    /// A tensor from raw bytes, taken as given (not checked against `shape`).
-    public init(dtype: SafeTensorsDType, shape: [Int], data: Data) {
+    /// A tensor from raw bytes. Throws unless `data` holds exactly the bytes `shape` and `dtype`
+    /// need (sizes ≥ 0, products checked for overflow).
+    public init(dtype: SafeTensorsDType, shape: [Int], data: Data) throws {
+        guard let bytes = Self.byteCount(shape: shape, dtype: dtype) else {
+            throw SafeTensorsError("tensor", "shape \(shape) of \(dtype.rawValue) is negative or too large to address.")
+        }
+        guard bytes == data.count else {
+            throw SafeTensorsError("tensor", "shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes, but \(data.count) were given.")
+        }
         self.dtype = dtype; self.shape = shape; self.data = data
     }
 
-    /// A float32 tensor.
-    public init(floats: [Float], shape: [Int]) {
-        self.init(dtype: .F32, shape: shape, data: floats.withUnsafeBytes { Data($0) })
+    /// A tensor whose bytes are known to match (the reader checked them).
+    init(checked dtype: SafeTensorsDType, shape: [Int], data: Data) {
+        self.dtype = dtype; self.shape = shape; self.data = data
     }
 
-    /// Elements in the tensor (1 for a scalar of shape []).
-    public var count: Int {
-        shape.reduce(1) { n, d in let (p, overflow) = n.multipliedReportingOverflow(by: d); return overflow ? Int.max : p }
+    /// A float32 tensor. Throws when `floats.count` is not the product of `shape`.
+    public init(floats: [Float], shape: [Int]) throws {
+        try self.init(dtype: .F32, shape: shape, data: floats.withUnsafeBytes { Data($0) })
     }
+
+    /// The bytes `shape` of `dtype` takes, or nil when a size is negative or the product overflows.
+    public static func byteCount(shape: [Int], dtype: SafeTensorsDType) -> Int? {
+        var total = dtype.size
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (product, overflow) = total.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            total = product
+        }
+        return total
+    }
+
+    /// Elements in the tensor (1 for a scalar of shape []); the initializers guarantee it matches
+    /// the bytes.
+    public var count: Int { data.count / dtype.size }
 
     /// The values as Float, converting from F32, F64, F16, BF16 or any integer type.
     public func floats() -> [Float] {
@@ -97,75 +120,95 @@ public struct SafeTensorsFile: Sendable {
 
     /// Reads `url`, throwing `SafeTensorsError` for anything malformed.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw SafeTensorsError(url.path, "cannot be read (\(error.localizedDescription)).")
-        }
+        let data = try readRegularFile(url, what: "safetensors file")
         try self.init(data: data, name: url.path)
     }
 
-    /// Parses the bytes of a safetensors file; `name` appears in errors.
+    /// The largest header the reader accepts (the reference implementation's limit): 100 MB.
+    public static let maxHeaderBytes = 100_000_000
+
+    /// Parses the bytes of a safetensors file by the format's rules; `name` appears in errors.
+    /// The header must be at most `maxHeaderBytes` of UTF-8 JSON, an object whose entries are
+    /// tensors (`dtype` one of the known types, `shape` and `data_offsets` integers ≥ 0) and an
+    /// optional `__metadata__` map of strings; the tensors' byte ranges must match their shapes and
+    /// tile the data section exactly, without gaps or overlaps. Every size is checked (with overflow
+    /// checks) before anything is copied.
     public init(data: Data, name: String = "safetensors data") throws {
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(name, problem) }
         guard data.count >= 8 else { throw fail("is \(data.count) bytes long; a safetensors file starts with an 8-byte header length.") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(Self.maxHeaderBytes) else {
+            throw fail("declares a \(headerLength)-byte header, over the \(Self.maxHeaderBytes)-byte limit; the file is damaged or not safetensors.")
+        }
         guard headerLength <= UInt64(data.count - 8) else {
             throw fail("header length \(headerLength) runs past the end of the file (\(data.count) bytes); the file is truncated or not safetensors.")
         }
         let dataStart = 8 + Int(headerLength)
         let header = data.subdata(in: data.startIndex + 8 ..< data.startIndex + dataStart)
-        guard let json = try? JSONSerialization.jsonObject(with: header), let object = json as? [String: Any] else {
-            throw fail("header is not a JSON object.")
+        guard String(bytes: header, encoding: .utf8) != nil else { throw fail("header is not UTF-8 text; the file is damaged or not safetensors.") }
+        guard header.first == UInt8(ascii: "{") else {
+            throw fail("header does not start with \"{\" (a JSON object); the header length is wrong or the file is not safetensors.")
+        }
+        let entries: SafeTensorsHeader
+        do { entries = try JSONDecoder().decode(SafeTensorsHeader.self, from: header) } catch let error as SafeTensorsHeader.Problem {
+            throw fail(error.text)
+        } catch {
+            throw fail("header is not valid JSON (\(Self.describe(error))); the header length is wrong or the file is damaged.")
         }
         let payload = data.count - dataStart
         var tensors: [String: SafeTensor] = [:]
-        var metadata: [String: String] = [:]
-        var ranges: [(Int, Int, String)] = []
-        for (key, value) in object {
-            if key == "__metadata__" {
-                guard let map = value as? [String: Any] else { throw fail("__metadata__ is not a map of strings.") }
-                for (k, v) in map {
-                    guard let text = v as? String else { throw fail("__metadata__[\"\(k)\"] is not a string.") }
-                    metadata[k] = text
-                }
-                continue
+        var ranges: [(begin: Int, end: Int, name: String)] = []
+        for (key, entry) in entries.tensors {
+            guard let dtype = SafeTensorsDType(rawValue: entry.dtype) else {
+                throw fail("tensor \"\(key)\" has unknown dtype \"\(entry.dtype)\" (known: \(SafeTensorsDType.allCases.map(\.rawValue).joined(separator: ", "))).")
             }
-            guard let entry = value as? [String: Any] else { throw fail("entry \"\(key)\" is not an object.") }
-            guard let dtypeName = entry["dtype"] as? String else { throw fail("tensor \"\(key)\" has no dtype.") }
-            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor \"\(key)\" has unknown dtype \"\(dtypeName)\" (known: \(SafeTensorsDType.allCases.map(\.rawValue).joined(separator: ", "))).")
-            }
-            guard let shapeValues = entry["shape"] as? [Any] else { throw fail("tensor \"\(key)\" has no shape.") }
-            let shape = shapeValues.compactMap { ($0 as? NSNumber)?.intValue }
-            guard shape.count == shapeValues.count, shape.allSatisfy({ $0 >= 0 }) else {
-                throw fail("tensor \"\(key)\" has an invalid shape \(shapeValues).")
-            }
-            guard let offsets = entry["data_offsets"] as? [Any], offsets.count == 2,
-                  let begin = (offsets[0] as? NSNumber)?.intValue, let end = (offsets[1] as? NSNumber)?.intValue else {
-                throw fail("tensor \"\(key)\" needs data_offsets [begin, end].")
-            }
+            guard entry.shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \"\(key)\" has a negative size in its shape \(entry.shape).") }
+            guard entry.offsets.count == 2 else { throw fail("tensor \"\(key)\" needs data_offsets [begin, end], got \(entry.offsets).") }
+            let (begin, end) = (entry.offsets[0], entry.offsets[1])
             guard begin >= 0, begin <= end, end <= payload else {
                 throw fail("tensor \"\(key)\" has data_offsets [\(begin), \(end)] outside the \(payload) data bytes.")
             }
-            var elements = 1
-            for d in shape {
-                let (product, overflow) = elements.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw fail("tensor \"\(key)\" has a shape \(shape) too large to address.") }
-                elements = product
+            guard let bytes = SafeTensor.byteCount(shape: entry.shape, dtype: dtype) else {
+                throw fail("tensor \"\(key)\" has a shape \(entry.shape) too large to address.")
             }
-            guard elements * dtype.size == end - begin else {
-                throw fail("tensor \"\(key)\" of shape \(shape) and dtype \(dtype.rawValue) needs \(elements * dtype.size) bytes but its offsets span \(end - begin).")
+            guard bytes == end - begin else {
+                throw fail("tensor \"\(key)\" of shape \(entry.shape) and dtype \(dtype.rawValue) needs \(bytes) bytes but its offsets span \(end - begin).")
             }
             ranges.append((begin, end, key))
-            tensors[key] = SafeTensor(dtype: dtype, shape: shape,
-                                      data: data.subdata(in: data.startIndex + dataStart + begin ..< data.startIndex + dataStart + end))
         }
-        ranges.sort { ($0.0, $0.1) < ($1.0, $1.1) }
-        for (a, b) in zip(ranges, ranges.dropFirst()) where b.0 < a.1 {
-            throw fail("tensors \"\(a.2)\" and \"\(b.2)\" overlap (bytes \(a.0)..<\(a.1) and \(b.0)..<\(b.1)).")
+        // The ranges must cover the data section exactly: sorted, each begins where the last ended.
+        ranges.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        var covered = 0
+        for range in ranges {
+            guard range.begin == covered else {
+                throw range.begin < covered
+                    ? fail("tensor \"\(range.name)\" (bytes \(range.begin)..<\(range.end)) overlaps the tensor before it, which ends at byte \(covered).")
+                    : fail("has \(range.begin - covered) bytes that belong to no tensor before tensor \"\(range.name)\" (bytes \(covered)..<\(range.begin)); the header length or offsets are wrong.")
+            }
+            covered = range.end
+        }
+        guard covered == payload else {
+            throw fail("has \(payload - covered) bytes after the last tensor's data (the tensors cover \(covered) of \(payload)); the header length or offsets are wrong.")
+        }
+        for range in ranges {
+            guard let entry = entries.tensors[range.name], let dtype = SafeTensorsDType(rawValue: entry.dtype) else { continue }
+            tensors[range.name] = SafeTensor(checked: dtype, shape: entry.shape,
+                                             data: data.subdata(in: data.startIndex + dataStart + range.begin ..< data.startIndex + dataStart + range.end))
         }
         self.tensors = tensors
-        self.metadata = metadata
+        self.metadata = entries.metadata
+    }
+
+    /// A decoding error in a few words (the key path and what was expected).
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+             DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "\"\($0.stringValue)\"" }.joined(separator: " ")
+            return (path.isEmpty ? "" : path + ": ") + context.debugDescription
+        default:
+            return "\(error)"
+        }
     }
 
     /// The file's bytes: tensors sorted by name, packed in that order.
@@ -175,7 +218,7 @@ public struct SafeTensorsFile: Sendable {
         let names = tensors.keys.sorted()
         for name in names {
             guard let tensor = tensors[name] else { continue }
-            guard tensor.data.count == tensor.count * tensor.dtype.size else {
+            guard SafeTensor.byteCount(shape: tensor.shape, dtype: tensor.dtype) == tensor.data.count else {
                 throw SafeTensorsError(name, "holds \(tensor.data.count) bytes for shape \(tensor.shape) of \(tensor.dtype.rawValue).")
             }
             header[name] = ["dtype": tensor.dtype.rawValue, "shape": tensor.shape,
@@ -197,6 +240,45 @@ public struct SafeTensorsFile: Sendable {
     /// Writes the file to a temporary name and renames it, so a crash never leaves half a file.
     public func write(to url: URL) throws {
         try writeAtomically(try serialized(), to: url)
+    }
+}
+
+/// The JSON header of a safetensors file, decoded strictly: integers must be integers, metadata
+/// values strings.
+struct SafeTensorsHeader: Decodable {
+    /// One tensor's entry.
+    struct Entry: Decodable {
+        let dtype: String
+        let shape: [Int]
+        let offsets: [Int]
+        enum CodingKeys: String, CodingKey { case dtype, shape, offsets = "data_offsets" }
+    }
+    /// A problem the decoder found, in words for the error message.
+    struct Problem: Error { let text: String }
+    struct Key: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    var tensors: [String: Entry] = [:]
+    var metadata: [String: String] = [:]
+
+    init(from decoder: Decoder) throws {
+        let container: KeyedDecodingContainer<Key>
+        do { container = try decoder.container(keyedBy: Key.self) } catch { throw Problem(text: "header is not a JSON object.") }
+        for key in container.allKeys {
+            if key.stringValue == "__metadata__" {
+                do { metadata = try container.decode([String: String].self, forKey: key) } catch {
+                    throw Problem(text: "__metadata__ is not a map of strings (\(SafeTensorsFile.describe(error))).")
+                }
+                continue
+            }
+            do { tensors[key.stringValue] = try container.decode(Entry.self, forKey: key) } catch {
+                throw Problem(text: "tensor \"\(key.stringValue)\" is not {\"dtype\": text, \"shape\": [integers], \"data_offsets\": [begin, end]} (\(SafeTensorsFile.describe(error))).")
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnLayers
 import KilnTensor
 
@@ -133,17 +134,17 @@ public final class ModelCheckpoint: Callback {
     /// callback's `checkpointState()`.
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
         guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try createFolder(folder, purpose: "run folder")
         let improved = record.value(of: monitor).map { value in best.map { mode == .min ? value < $0 : value > $0 } ?? true } ?? false
         if improved { best = record.value(of: monitor) }
         let random = RandomState.state
         var meta = metadata
         for callback in trainer.callbacks { meta.merge(callback.checkpointState()) { _, new in new } }
-        meta["epoch"] = String(epoch + 1)
-        meta["step"] = String(trainer.globalStep)
-        meta["rng_seed"] = String(random.seed)
-        meta["rng_offset"] = String(random.offset)
-        meta["learning_rate"] = String(optimizer.learningRate)
+        var state = try CheckpointState(metadata: ["epoch": String(epoch + 1), "step": String(trainer.globalStep)], file: folder.path)
+        state.random = (random.seed, random.offset)
+        state.learningRate = optimizer.learningRate
+        state.optimizer = meta["optimizer"] ?? String(describing: type(of: optimizer)).lowercased()
+        meta.merge(state.metadata) { _, new in new }
         try Checkpoint.save(model: model, optimizer: optimizer, metadata: meta, to: folder.appendingPathComponent("last.safetensors"))
         if improved {
             try Checkpoint.saveModel(model, to: folder.appendingPathComponent("best.safetensors"), metadata: meta)

@@ -45,6 +45,7 @@ public enum Checkpoint {
     public static func loadModel(_ model: Module, from url: URL, device: Device? = nil) throws {
         let file = try SafeTensorsFile(contentsOf: url)
         let device = try device ?? model.parameters.first?.device ?? Tensor.defaultDevice()
+        try checkShapes(file.tensors, of: model, file: url.path)
         try model.load(stateDict: tensors(file.tensors, on: device))
     }
 
@@ -60,23 +61,42 @@ public enum Checkpoint {
     @discardableResult
     public static func load(model: Module, optimizer: Optimizer, from url: URL) throws -> [String: String] {
         let file = try SafeTensorsFile(contentsOf: url)
-        let device = try model.parameters.first?.device ?? Tensor.defaultDevice()
-        let all = try tensors(file.tensors, on: device)
-        try model.load(stateDict: all.filter { !$0.key.hasPrefix("optimizer.") })
-        try optimizer.load(stateDict: Dictionary(uniqueKeysWithValues: all.compactMap { key, value in
-            key.hasPrefix("optimizer.") ? (String(key.dropFirst("optimizer.".count)), value) : nil
-        }))
+        try load(model: model, optimizer: optimizer, from: file, name: url.path)
         return file.metadata
+    }
+
+    /// Restores model and optimizer from a parsed checkpoint; `name` stands for it in errors.
+    /// Every tensor's shape is checked against the model before anything is copied to the device.
+    static func load(model: Module, optimizer: Optimizer, from file: SafeTensorsFile, name: String) throws {
+        let device = try model.parameters.first?.device ?? Tensor.defaultDevice()
+        let modelEntries = file.tensors.filter { !$0.key.hasPrefix("optimizer.") }
+        try checkShapes(modelEntries, of: model, file: name)
+        try model.load(stateDict: tensors(modelEntries, on: device))
+        let optimizerEntries = file.tensors.filter { $0.key.hasPrefix("optimizer.") }
+        guard !optimizerEntries.isEmpty || file.metadata["step"] == "0" else {
+            throw TrainingError("\(name) holds no optimizer state (optimizer.*); it is a model file, not a checkpoint. Resume from last.safetensors.")
+        }
+        try optimizer.load(stateDict: tensors(optimizerEntries, on: device).reduce(into: [:]) { result, entry in
+            result[String(entry.key.dropFirst("optimizer.".count))] = entry.value
+        })
+    }
+
+    /// Throws naming the keys that are missing, unexpected or of the wrong shape, so nothing is
+    /// uploaded from a file that cannot load.
+    static func checkShapes(_ entries: [String: SafeTensor], of model: Module, file: String) throws {
+        if let problems = model.stateDictProblems(shapes: entries.mapValues(\.shape)) {
+            throw TrainingError("\(file) does not fit the model (\(problems)); it was saved from another architecture.")
+        }
     }
 
     /// A tensor as a safetensors entry: floats as F32, int32 as I64 (PyTorch's integer type).
     static func safeTensor(_ tensor: Tensor) throws -> SafeTensor {
         switch tensor.dtype {
         case .float32:
-            return SafeTensor(floats: try tensor.toArray(), shape: tensor.shape)
+            return try SafeTensor(floats: try tensor.toArray(), shape: tensor.shape)
         case .int32:
             let values = try tensor.toIntArray().map { Int64($0) }
-            return SafeTensor(dtype: .I64, shape: tensor.shape, data: values.withUnsafeBytes { Data($0) })
+            return try SafeTensor(dtype: .I64, shape: tensor.shape, data: values.withUnsafeBytes { Data($0) })
         }
     }
 
@@ -98,5 +118,74 @@ public enum Checkpoint {
             }
         }
         return result
+    }
+}
+
+/// The training state a checkpoint's metadata records, validated: `epoch` and `step` whole numbers
+/// in range (at least one step per epoch done), the random state as two UInt64s or absent, the
+/// learning rate finite and ≥ 0. `ModelCheckpoint` writes it; `Trainer.restore` reads it.
+public struct CheckpointState: Sendable, Equatable {
+    /// The most epochs a checkpoint may record.
+    public static let maxEpochs = 1_000_000
+    /// Epochs done, optimizer steps taken.
+    public var epoch: Int, step: Int
+    /// The global random state (`RandomState.state`) after `epoch`, when recorded.
+    public var random: (seed: UInt64, offset: UInt64)?
+    /// The learning rate the optimizer had reached (after any schedule), when recorded.
+    public var learningRate: Float?
+    /// The optimizer's name (`adam`, `sgd`, ...) and the run's base learning rate (`--lr`), when recorded.
+    public var optimizer: String?, baseLearningRate: Float?
+
+    /// Reads and checks the state in `metadata`; `file` names the checkpoint in errors.
+    public init(metadata: [String: String], file: String) throws {
+        func fail(_ problem: String) -> TrainingError { TrainingError("\(file): \(problem)") }
+        guard let epochText = metadata["epoch"], let stepText = metadata["step"] else {
+            throw fail("a model file, not a training checkpoint (no epoch and step); resume from last.safetensors.")
+        }
+        guard let epoch = Int(epochText), (0...Self.maxEpochs).contains(epoch) else {
+            throw fail("records epoch \"\(epochText)\"; an epoch count is a whole number from 0 to \(Self.maxEpochs). The file is damaged.")
+        }
+        guard let step = Int(stepText), (0...Int(Int32.max)).contains(step) else {
+            throw fail("records step \"\(stepText)\"; a step count is a whole number from 0 to \(Int32.max). The file is damaged.")
+        }
+        guard step >= epoch else {
+            throw fail("records \(epoch) epochs in \(step) steps; every epoch takes at least one step. The file is damaged.")
+        }
+        self.epoch = epoch
+        self.step = step
+        switch (metadata["rng_seed"], metadata["rng_offset"]) {
+        case (nil, nil): random = nil
+        case let (seed?, offset?):
+            guard let s = UInt64(seed), let o = UInt64(offset) else {
+                throw fail("records the random state (\(seed), \(offset)); both are whole numbers from 0 to \(UInt64.max). The file is damaged.")
+            }
+            random = (s, o)
+        default: throw fail("records only half of the random state (rng_seed and rng_offset go together). The file is damaged.")
+        }
+        func rate(_ key: String) throws -> Float? {
+            guard let text = metadata[key] else { return nil }
+            guard let value = Float(text), value.isFinite, value >= 0 else {
+                throw fail("records \(key) \"\(text)\"; a learning rate is a finite number ≥ 0. The file is damaged.")
+            }
+            return value
+        }
+        learningRate = try rate("learning_rate")
+        baseLearningRate = try rate("base_learning_rate")
+        optimizer = metadata["optimizer"]
+    }
+
+    /// The state as checkpoint metadata.
+    public var metadata: [String: String] {
+        var meta = ["epoch": String(epoch), "step": String(step)]
+        if let random { meta["rng_seed"] = String(random.seed); meta["rng_offset"] = String(random.offset) }
+        if let learningRate { meta["learning_rate"] = String(learningRate) }
+        if let baseLearningRate { meta["base_learning_rate"] = String(baseLearningRate) }
+        if let optimizer { meta["optimizer"] = optimizer }
+        return meta
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.epoch == b.epoch && a.step == b.step && a.random?.seed == b.random?.seed && a.random?.offset == b.random?.offset
+            && a.learningRate == b.learningRate && a.optimizer == b.optimizer && a.baseLearningRate == b.baseLearningRate
     }
 }

@@ -64,6 +64,11 @@ open class Optimizer {
         for parameter in parameters { parameter.zeroGrad() }
     }
 
+    /// The state every stepped parameter keeps (`exp_avg`, `momentum_buffer`, ...), by which a
+    /// checkpoint's optimizer state is checked for completeness; nil (the default, for optimizers
+    /// written outside Kiln) skips that check.
+    open var stateNames: [String]? { nil }
+
     /// Applies one update to `parameter`; `steps[index]` already counts this step.
     open func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
         throw TensorError("\(type(of: self)) does not implement update(_:grad:index:).")
@@ -116,6 +121,18 @@ open class Optimizer {
                 newState[i][parts[2]] = copy
             }
         }
+        // Each parameter's state is complete (its step and every state tensor) or absent.
+        for i in parameters.indices where newSteps[i] > 0 || !newState[i].isEmpty {
+            guard newSteps[i] > 0 else {
+                throw TensorError("Optimizer.load(stateDict:): parameter \(i) has state \(newState[i].keys.sorted()) but no step count; the optimizer state is incomplete.")
+            }
+            if let names = stateNames {
+                let missing = names.filter { newState[i][$0] == nil }, unknown = newState[i].keys.filter { !names.contains($0) }.sorted()
+                guard missing.isEmpty, unknown.isEmpty else {
+                    throw TensorError("Optimizer.load(stateDict:): parameter \(i)'s state \(missing.isEmpty ? "" : "lacks \(missing)")\(missing.isEmpty || unknown.isEmpty ? "" : " and ")\(unknown.isEmpty ? "" : "has unknown \(unknown)") for \(type(of: self)); the checkpoint was written by another optimizer or is damaged.")
+                }
+            }
+        }
         state = newState
         steps = newSteps
     }
@@ -140,6 +157,9 @@ public final class SGD: Optimizer {
         self.momentum = momentum; self.dampening = dampening; self.nesterov = nesterov; self.weightDecay = weightDecay
         try super.init(parameters, learningRate: lr)
     }
+
+    /// `momentum_buffer` with momentum, nothing without.
+    public override var stateNames: [String]? { momentum != 0 ? ["momentum_buffer"] : [] }
 
     /// One SGD step of `parameter`, in one kernel.
     public override func update(_ parameter: Tensor, grad: Tensor, index: Int) throws {
@@ -176,6 +196,9 @@ public class Adam: Optimizer {
         beta1 = betas.0; beta2 = betas.1; self.eps = eps; self.weightDecay = weightDecay; self.decoupled = decoupled
         try super.init(parameters, learningRate: lr)
     }
+
+    /// `exp_avg` and `exp_avg_sq`.
+    public override var stateNames: [String]? { ["exp_avg", "exp_avg_sq"] }
 
     /// Updates every parameter with a gradient, those with equal step counts together in a few launches.
     public override func step() throws {
@@ -235,6 +258,11 @@ public final class RMSprop: Optimizer {
         }
         self.alpha = alpha; self.eps = eps; self.weightDecay = weightDecay; self.momentum = momentum; self.centered = centered
         try super.init(parameters, learningRate: lr)
+    }
+
+    /// `square_avg`, plus `momentum_buffer` with momentum and `grad_avg` when centered.
+    public override var stateNames: [String]? {
+        ["square_avg"] + (momentum > 0 ? ["momentum_buffer"] : []) + (centered ? ["grad_avg"] : [])
     }
 
     /// One RMSprop step of `parameter`, in one kernel.

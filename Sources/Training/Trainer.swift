@@ -115,23 +115,27 @@ public final class Trainer {
     /// the epochs before it when `historyFile` holds one. Returns the epoch to continue from, for
     /// `fit(startEpoch:)`; the run then continues exactly as if it had not stopped.
     public func restore(from checkpoint: URL, model: Module, optimizer: Optimizer, historyFile: URL? = nil) throws -> Int {
-        let meta = try Checkpoint.load(model: model, optimizer: optimizer, from: checkpoint)
-        guard let epoch = meta["epoch"].flatMap(Int.init), let step = meta["step"].flatMap(Int.init) else {
-            throw TrainingError("\(checkpoint.path) is a model file, not a training checkpoint (no epoch and step); resume from last.safetensors.")
+        let file = try SafeTensorsFile(contentsOf: checkpoint)
+        // The metadata is checked before any tensor reaches the device.
+        let state = try CheckpointState(metadata: file.metadata, file: checkpoint.path)
+        guard state.epoch < maxEpochs else {
+            throw TrainingError("\(checkpoint.path) has already trained \(state.epoch) epochs; ask for more than \(state.epoch) (--epochs) to continue.")
         }
-        guard epoch >= 0, step >= 0, step < Int(Int32.max) else {
-            throw TrainingError("\(checkpoint.path) records epoch \(epoch) and step \(step); both must be ≥ 0. The file is damaged.")
+        try Checkpoint.load(model: model, optimizer: optimizer, from: file, name: checkpoint.path)
+        // Every trainable parameter has been stepped as often as the run, no more.
+        for (i, parameter) in optimizer.parameters.enumerated() where parameter.requiresGrad {
+            guard optimizer.steps[i] <= state.step, state.step == 0 || optimizer.steps[i] > 0 else {
+                throw TrainingError("\(checkpoint.path): the optimizer state of parameter \(i) records \(optimizer.steps[i]) steps in a run of \(state.step); the optimizer state is missing or damaged.")
+            }
         }
-        for callback in callbacks { try callback.restore(checkpointState: meta) }
-        globalStep = step
-        if let seed = meta["rng_seed"].flatMap(UInt64.init), let offset = meta["rng_offset"].flatMap(UInt64.init) {
-            RandomState.state = (seed, offset)
-        }
-        if let rate = meta["learning_rate"].flatMap(Float.init) { optimizer.learningRate = rate }
+        for callback in callbacks { try callback.restore(checkpointState: file.metadata) }
+        globalStep = state.step
+        if let random = state.random { RandomState.state = random }
+        if let rate = state.learningRate { optimizer.learningRate = rate }
         if let historyFile, let earlier = try? History(contentsOf: historyFile) {
-            history = History(records: Array(earlier.records.prefix(epoch)))
+            history = History(records: Array(earlier.records.prefix(state.epoch)))
         }
-        return epoch
+        return state.epoch
     }
 
     /// One epoch of training (no validation, no callbacks' epoch events); returns the mean batch
@@ -257,7 +261,7 @@ public final class Trainer {
     }
 
     func writeReports(to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try createFolder(folder, purpose: "run folder")
         try history.writeJSON(to: folder.appendingPathComponent("history.json"))
         try history.writeCSV(to: folder.appendingPathComponent("history.csv"))
         try writeAtomically(Data(SVGPlot.lossAndAccuracy(history: history).utf8),

@@ -419,7 +419,7 @@ private func example42() throws {
     _ = (spec, model, ())
 }
 
-// Sources/Training/Data/CSVDataset.swift:26
+// Sources/Training/Data/CSVDataset.swift:27
 private func example43() throws {
     let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
     let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
@@ -472,7 +472,7 @@ private func example48() throws {
     _ = (url, data, bytes, ())
 }
 
-// Sources/Training/Data/IDX.swift:14
+// Sources/Training/Data/IDX.swift:15
 private func example49() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]

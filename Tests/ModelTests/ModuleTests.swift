@@ -224,7 +224,7 @@ struct ModuleTests {
             return
         }
         let inputs = folder.appendingPathComponent("inputs.safetensors")
-        try SafeTensorsFile(tensors: ["input": SafeTensor(floats: data.points, shape: [400, 2])]).write(to: inputs)
+        try SafeTensorsFile(tensors: ["input": try SafeTensor(floats: data.points, shape: [400, 2])]).write(to: inputs)
         let process = Process(), output = Pipe()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", fixtures.appendingPathComponent("tools/check_circle_model.py").path, modelFile.path, inputs.path]

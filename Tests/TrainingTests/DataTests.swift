@@ -309,9 +309,13 @@ struct DataCSVTests {
         defer { folder.cleanUp() }
         let empty = try folder.write(Data(), "empty.csv")
         expectDataError(empty.path, "empty") { _ = try CSVDataset(url: empty, targetColumn: 0, task: .regression) }
-        expectDataError("missing.csv", "cannot be read") {
+        // A file that cannot be read at all is a FileError naming it and the reason.
+        let missing = #expect(throws: FileError.self) {
             _ = try CSVDataset(url: folder.url.appendingPathComponent("missing.csv"), targetColumn: 0, task: .regression)
         }
+        #expect(missing?.description.contains("missing.csv: No such file or directory") == true, "\(String(describing: missing))")
+        let asFolder = #expect(throws: FileError.self) { _ = try CSVDataset(url: folder.url, targetColumn: 0, task: .regression) }
+        #expect(asFolder?.description.contains("it is a folder") == true)
     }
 }
 

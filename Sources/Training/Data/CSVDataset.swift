@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 
 /// A column of a CSV file, by header name or by zero-based position.
 /// String and integer literals convert: `targetColumn: "price"` or `targetColumn: 3`.
@@ -59,12 +60,7 @@ public struct CSVDataset: Dataset, Sendable {
     /// row and column of a bad cell.
     public init(url: URL, targetColumn: CSVColumn, task: Task, hasHeader: Bool = true,
                 delimiter: Character = ",") throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw DataError("cannot be read (\(error.localizedDescription))", file: url.path)
-        }
+        let data = try readRegularFile(url, what: "CSV file", limit: Gzip.defaultLimit)
         let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
         try self.init(bytes: bytes, name: url.path, targetColumn: targetColumn, task: task, hasHeader: hasHeader,
                       delimiter: delimiter)

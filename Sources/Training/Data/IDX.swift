@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 
 /// One IDX file (the format of MNIST and Fashion-MNIST), gzipped or plain, of unsigned bytes.
 ///
@@ -48,12 +49,7 @@ public struct IDXFile: Sendable, Equatable {
 
     /// Reads the IDX file at `url` (gzipped or plain).
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw DataError("cannot be read (\(error.localizedDescription))", file: url.path)
-        }
+        let data = try readRegularFile(url, what: "IDX file", limit: Self.maxBytes + (1 << 20))
         try self.init(data: data, name: url.path)
     }
 

@@ -145,7 +145,7 @@ public struct History: Codable, Sendable, Equatable {
 
     /// Reads a history written by `writeJSON(to:)`, e.g. to resume training.
     public init(contentsOf url: URL) throws {
-        let data = try Data(contentsOf: url)
+        let data = try readRegularFile(url, what: "history file", limit: 1 << 28)
         self = try JSONDecoder().decode(History.self, from: data)
     }
 
