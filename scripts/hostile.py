@@ -964,12 +964,15 @@ def model_cases(ctx, rng):
             arch, tkind = target.split("-")
             if only and only not in (tkind, target):
                 continue
-            if tkind == "last" and arch == "cnn" and not kind.startswith("ckpt") and kind not in (
-                    "valid-reencode", "header-length-1", "truncate-data", "extra-data", "offsets-gap"):
-                continue   # the CNN checkpoint gets the checkpoint-state mutations and a few others
+            if tkind == "last" and arch == "cnn" and kind not in (
+                    "valid-reencode", "header-length-1", "truncate-data", "extra-data", "offsets-gap",
+                    "ckpt-optimizer-partial", "ckpt-optimizer-shape", "ckpt-optimizer-missing"):
+                continue   # CNN resumes are slow: the MLP checkpoint gets everything, the CNN a sample
             if arch == "cnn" and tkind == "model" and kind.startswith(("shape-element", "offsets-forged", "dtype")):
                 continue   # the MLP covers these; the CNN file adds the conv and batch-norm tensors
             repeats = 3 if kind in ("header-flip", "data-flip", "truncate-header", "truncate-data") else 1
+            if tkind == "last" and arch == "cnn":
+                repeats = 1
             for rep in range(repeats):
                 commands = model_commands(ctx, target, "@FILE")
                 # One command per mutation and target (rotating), plus resume for checkpoints.
@@ -978,6 +981,8 @@ def model_cases(ctx, rng):
                     rf = reject_for
                     if rf == "resume":
                         rf = "all" if cmd == "resume" else "none"
+                    if kind.startswith("kiln_model") and tkind == "last":
+                        rf = "none"   # --resume takes the architecture from the flags, not the file
                     cases.append(make_model_case(ctx, kind, "%s: %s" % (target, desc), rf, fn, target, cmd, argv))
     return cases
 
@@ -1068,7 +1073,7 @@ def data_mutations():
         add("dims-forged", "dimensions [N, 29, 27] (data short)", target,
             lambda d, b, r: gz(idx_encode([d[0], 29, 27], b)))
         add("dims-reshaped", "dimensions [N, 14, 56] (same bytes, other image shape)", target,
-            lambda d, b, r: gz(idx_encode([d[0], 14, 56], b)))
+            lambda d, b, r: gz(idx_encode([d[0], 14, 56], b)), policy="may-accept")
         add("dims-forged", "dimensions [N, 65536, 65536] with the real data", target,
             lambda d, b, r: gz(idx_encode([d[0], 65536, 65536], b)))
         add("dims-forged", "dimensions [2**31, 2**31, 2**31] (product overflows)", target,
@@ -1256,7 +1261,7 @@ def arch_inputs():
     add("json", "trailing garbage after the array", json.dumps(README_CNN) + "xyz")
     add("json", "invalid UTF-8 in a type name", '[{"type":"Lin\xff\xfeear"}]')
     add("json", "NUL byte", '[{"type":"ReLU"}\x00]')
-    add("json", "duplicate key \"in\"", '[{"type":"Linear","in":784,"in":5,"out":10}]')
+    add("json", "duplicate key \"in\"", '[{"type":"Linear","in":784,"in":5,"out":10}]', "may-accept")
     add("deep", "100000-deep nested arrays", "[" * 100000 + "]" * 100000)
     add("deep", "100000-deep nested objects in a layer field",
         '[{"type":"ReLU","x":' + '{"a":' * 100000 + '1' + '}' * 100000 + '}]')
@@ -1436,11 +1441,9 @@ def cli_extra():
     add("KILN_DEVICE empty", "evaluate", ["evaluate", "@E"], M, {"KILN_DEVICE": ""})
     add("KILN_CACHE garbage", "evaluate", ["evaluate", "@E"], M, {"KILN_CACHE": "maybe"})
     add("KILN_CACHE=0", "evaluate", ["evaluate", "@E"], A, {"KILN_CACHE": "0"})
-    for how in ["truncate", "flip", "empty", "random"]:
+    for how in ["truncate", "flip"]:   # each takes ~20 s: Kiln rebuilds every program from source
         add("program cache: every cached binary %s" % how, "evaluate", ["evaluate", "@E"], M,
-            {"XDG_CACHE_HOME": "@CACHE-" + how})
-        add("program cache: every cached binary %s (train)" % how, "train", ["train", "@T"], M,
-            {"XDG_CACHE_HOME": "@CACHE-" + how})
+            {"XDG_CACHE_HOME": "@CACHE-" + how}, timeout=180)
     add("stdout closed early (| head -c 1)", "evaluate", ["evaluate", "@E"], M, {"@PIPE": "1"})
     return E
 
@@ -1538,6 +1541,7 @@ def cli_cases(ctx, rng):
                     a.append(resolve(ctx, d, x))
             e = None
             pipe = False
+            inputs_extra = []
             if env:
                 e = dict(ctx.env)
                 for k, v in env.items():
@@ -1547,13 +1551,19 @@ def cli_cases(ctx, rng):
                         e.pop(k, None)
                     elif v.startswith("@CACHE-"):
                         e[k] = cache_copy(ctx, d, v[len("@CACHE-"):], r)
+                        inputs_extra.append(e[k])
                     elif v == "@CACHEFILE":
                         os.makedirs(os.path.join(d, "c"))
                         write(os.path.join(d, "c", "kiln"), b"a file, not a folder")
                         e[k] = os.path.join(d, "c")
                     else:
                         e[k] = resolve(ctx, d, v)
-            return {"argv": ctx.kiln_argv(*a), "env": e, "inputs": [], "pipe": pipe,
+            if e is not None and "XDG_CACHE_HOME" in env and "POCL_CACHE_DIR" not in e:
+                # PoCL keeps its own kernel cache under XDG_CACHE_HOME too; keep it, so only Kiln's
+                # cache is under test (a cold PoCL compile of every kernel takes about a minute).
+                e["POCL_CACHE_DIR"] = os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                   os.path.expanduser("~/.cache"), "pocl")
+            return {"argv": ctx.kiln_argv(*a), "env": e, "inputs": inputs_extra, "pipe": pipe,
                     "env_desc": {k: v for k, v in (env or {}).items()}}
         cases.append(Case("cli", "extra: " + desc, desc, policy, prepare, command=cmd, timeout=timeout))
     return cases
@@ -1677,8 +1687,19 @@ def signal_scenario(ctx, d, r, name):
         elif res.sig == expected:
             notes.append("died of %s itself (no handler; the shell sees %d)" % (signal.Signals(expected).name, code))
         if name != "early-sigint":
-            if os.path.getsize(log) == 0:
-                reasons.append("stdout log is empty after %s (buffered output lost)" % signal.Signals(expected).name)
+            with open(log, "rb") as f:
+                logged = len(re.findall(rb"(?m)^epoch \d+", f.read()))
+            done = None
+            try:
+                with open(last, "rb") as f:
+                    done = int(st_parse(f.read())[1].get("epoch", ""))
+            except (OSError, STError, ValueError):
+                pass
+            if done is not None and logged < done:
+                reasons.append("stdout log holds %d epoch lines but last.safetensors is after epoch %d: output "
+                               "lost at %s (stdout not flushed)" % (logged, done, signal.Signals(expected).name))
+            elif os.path.getsize(log) == 0:
+                reasons.append("stdout log is empty after %s" % signal.Signals(expected).name)
             if not os.path.exists(last):
                 reasons.append("no last.safetensors after the interrupt")
             problems, stale = safetensors_problems(out)
@@ -1915,8 +1936,12 @@ def main():
             first = next((l for l in err.splitlines() if l.strip()), "")
             env_prefix = ""
             if env_desc:
-                env_prefix = " ".join("%s=%s" % (k, shlex.quote(str(resolve_env_display(env, k))))
-                                      for k in env_desc if not k.startswith("@")) + " "
+                keys = [k for k in env_desc if not k.startswith("@")]
+                if "XDG_CACHE_HOME" in keys:
+                    keys.append("POCL_CACHE_DIR")
+                env_prefix = " ".join(("%s=%s" % (k, shlex.quote(env[k]))) if k in env else ("-u " + k)
+                                      for k in keys)
+                env_prefix = ("env " + env_prefix + " ") if env_prefix else ""
             rec = {
                 "id": c.id, "category": c.category, "kind": c.kind, "input": c.desc, "policy": policy,
                 "outcome": outcome, "reasons": reasons,
