@@ -8,6 +8,11 @@ let package = Package(
         .library(name: "Kiln", targets: ["Kiln"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
         .executable(name: "kiln-bench", targets: ["KilnBenchMain"]),
+        // Fuzz targets (scripts/fuzz.sh builds them for libFuzzer; normally they replay files).
+        .executable(name: "kiln-fuzz-safetensors", targets: ["KilnFuzzSafetensors"]),
+        .executable(name: "kiln-fuzz-idx", targets: ["KilnFuzzIDX"]),
+        .executable(name: "kiln-fuzz-csv", targets: ["KilnFuzzCSV"]),
+        .executable(name: "kiln-fuzz-metadata", targets: ["KilnFuzzMetadata"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -58,6 +63,16 @@ let package = Package(
             "Kiln", "KilnBenchmarks", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI"),
 
+        // Fuzzing: one entry per reader (Fuzz/Entries), one libFuzzer target per entry. Built with
+        // -DKILN_FUZZ, ASan and libFuzzer by scripts/fuzz.sh; without -DKILN_FUZZ each is a program
+        // replaying files through its entry. Fuzz/Corpus holds the seeds and every reproducer,
+        // which FuzzTests replays.
+        .target(name: "KilnFuzzing", dependencies: ["KilnTensor", "KilnTraining"], path: "Fuzz/Entries"),
+        .executableTarget(name: "KilnFuzzSafetensors", dependencies: ["KilnFuzzing"], path: "Fuzz/Safetensors"),
+        .executableTarget(name: "KilnFuzzIDX", dependencies: ["KilnFuzzing"], path: "Fuzz/IDX"),
+        .executableTarget(name: "KilnFuzzCSV", dependencies: ["KilnFuzzing"], path: "Fuzz/CSV"),
+        .executableTarget(name: "KilnFuzzMetadata", dependencies: ["KilnFuzzing"], path: "Fuzz/Metadata"),
+
         // Shared test helpers: the test device, seeded data, tolerance checks.
         .target(name: "KilnTestSupport", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Tests/Support"),
         .testTarget(name: "DeviceTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
@@ -70,5 +85,7 @@ let package = Package(
         .testTarget(name: "DocExampleTests", dependencies: ["Kiln"], path: "Tests/DocExampleTests"),
         .testTarget(name: "KernelTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
+        // Replays every file of Fuzz/Corpus through the fuzz entries (no device needed).
+        .testTarget(name: "FuzzTests", dependencies: ["KilnFuzzing"], path: "Tests/FuzzTests"),
     ]
 )
