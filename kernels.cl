@@ -760,6 +760,16 @@ __kernel void reduce_sum_i32_all(const int n, const int chunk, __global const in
     out[g] = s;
 }
 
+// The training loop's running loss: sum[0] = loss[0] on an epoch's first step, else sum[0] +=
+// loss[0]; first_bad[0] takes `step` when this loss is not finite and no earlier step's was (0:
+// none), so the NaN guard can name the step where it began without reading the loss every step.
+__kernel void reduce_loss_step(const int first, const int step, __global const float* loss,
+                               __global float* sum, __global int* first_bad) {
+    const float v = loss[0];
+    sum[0] = first ? v : sum[0] + v;
+    if (!isfinite(v) && first_bad[0] == 0) first_bad[0] = step;
+}
+
 // =============================================================================================
 // Softmax, log-softmax and cross-entropy over rows of [R, C]
 // =============================================================================================

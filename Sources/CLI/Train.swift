@@ -80,7 +80,13 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        do { try train() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
+        Interrupts.install()
+        do { try train() } catch let stop as TrainingInterrupted {
+            let last = URL(fileURLWithPath: out).appendingPathComponent("last.safetensors").path
+            print("\(stop) Saved \(last); continue with: kiln train --resume \(last) --out \(out) (and the same flags).")
+            fflush(nil)
+            throw ExitCode(stop.exitStatus)
+        } catch let error as ValidationError { throw error } catch { throw Failure(error) }
     }
 
     func train() throws {

@@ -88,4 +88,26 @@ extension KernelLibrary {
         try launchChunks(.reduceSumI32All, parts: parts, tree: false, Int32(x.count), Int32(chunk), x, partial)
         try launchChunks(.reduceSumI32All, parts: 1, tree: false, Int32(parts), Int32(parts), partial, out)
     }
+
+    /// One training step's scalar `loss` into the running `sum` [1] (`sum = loss` when `first`),
+    /// and `step` into `firstNonFinite` [1] when the loss is NaN or ±∞ and no earlier step's was
+    /// (it holds 0 until then). One work-item; nothing is read back.
+    ///
+    /// ```swift
+    /// let device = try Device.shared()
+    /// let kernels = try KernelLibrary.shared(for: device)
+    /// let loss = try device.buffer([Float.nan]), sum = try device.buffer([Float(0)])
+    /// let bad = try device.buffer([Int32(0)])
+    /// try kernels.accumulateLoss(loss, into: sum, first: true, step: 7, firstNonFinite: bad)   // bad = [7]
+    /// ```
+    public func accumulateLoss(_ loss: Buffer<Float>, into sum: Buffer<Float>, first: Bool, step: Int,
+                               firstNonFinite: Buffer<Int32>) throws {
+        try Check.count("accumulateLoss", "loss", loss, 1)
+        try Check.count("accumulateLoss", "sum", sum, 1)
+        try Check.count("accumulateLoss", "firstNonFinite", firstNonFinite, 1)
+        guard step >= 1, step <= Int(Int32.max) else {
+            throw DeviceError.invalidArgument("accumulateLoss: step \(step) is not in 1...\(Int32.max).")
+        }
+        try launch(.reduceLossStep, global: [1], local: [1], Int32(first ? 1 : 0), Int32(step), loss, sum, firstNonFinite)
+    }
 }

@@ -25,6 +25,7 @@ public enum KernelName: String, CaseIterable, Sendable {
     case reduceArgmaxCols = "reduce_argmax_cols"
     case reduceArgmaxAll = "reduce_argmax_all"
     case reduceSumI32All = "reduce_sum_i32_all"
+    case reduceLossStep = "reduce_loss_step"
 
     // Softmax and cross-entropy
     case softmaxRows = "softmax_rows"

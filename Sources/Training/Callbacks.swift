@@ -11,6 +11,8 @@ public protocol Callback: AnyObject {
     func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws
     /// After each optimizer step; `loss` is still on the device (reading it waits for the device).
     func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws
+    /// When a signal stopped epoch `epoch` after `batchesDone` of its batches (`Interrupts`).
+    func interrupted(_ trainer: Trainer, epoch: Int, batchesDone: Int) throws
     /// What this callback must remember across a resume (its best value so far, ...), as strings;
     /// checkpoints store it in their metadata.
     func checkpointState() -> [String: String]
@@ -29,6 +31,8 @@ extension Callback {
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {}
     /// Called after each optimizer step, `step` being `trainer.globalStep`; does nothing by default.
     public func batchEnd(_ trainer: Trainer, step: Int, loss: Tensor) throws {}
+    /// Does nothing by default.
+    public func interrupted(_ trainer: Trainer, epoch: Int, batchesDone: Int) throws {}
     /// Nothing to remember by default.
     public func checkpointState() -> [String: String] { [:] }
     /// Nothing to restore by default.
@@ -134,21 +138,36 @@ public final class ModelCheckpoint: Callback {
     /// callback's `checkpointState()`.
     public func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
         guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
-        try createFolder(folder, purpose: "run folder")
         let improved = record.value(of: monitor).map { value in best.map { mode == .min ? value < $0 : value > $0 } ?? true } ?? false
         if improved { best = record.value(of: monitor) }
+        let meta = try writeLast(trainer, model: model, optimizer: optimizer, epochs: epoch + 1, batchesDone: 0)
+        if improved {
+            try Checkpoint.saveModel(model, to: folder.appendingPathComponent("best.safetensors"), metadata: meta)
+        }
+    }
+
+    /// Writes `last.safetensors` at the step a signal stopped training, inside epoch `epoch`, so
+    /// `--resume` continues from that very batch.
+    public func interrupted(_ trainer: Trainer, epoch: Int, batchesDone: Int) throws {
+        guard let model = trainer.model, let optimizer = trainer.optimizer else { return }
+        try writeLast(trainer, model: model, optimizer: optimizer, epochs: epoch, batchesDone: batchesDone)
+    }
+
+    /// `last.safetensors` with `epochs` complete and `batchesDone` batches into the next; returns its metadata.
+    @discardableResult
+    func writeLast(_ trainer: Trainer, model: Module, optimizer: Optimizer, epochs: Int, batchesDone: Int) throws -> [String: String] {
+        try createFolder(folder, purpose: "run folder")
         let random = RandomState.state
         var meta = metadata
         for callback in trainer.callbacks { meta.merge(callback.checkpointState()) { _, new in new } }
-        var state = try CheckpointState(metadata: ["epoch": String(epoch + 1), "step": String(trainer.globalStep)], file: folder.path)
+        var state = try CheckpointState(metadata: ["epoch": String(epochs), "step": String(trainer.globalStep),
+                                                   "epoch_batches": String(batchesDone)], file: folder.path)
         state.random = (random.seed, random.offset)
         state.learningRate = optimizer.learningRate
         state.optimizer = meta["optimizer"] ?? String(describing: type(of: optimizer)).lowercased()
         meta.merge(state.metadata) { _, new in new }
         try Checkpoint.save(model: model, optimizer: optimizer, metadata: meta, to: folder.appendingPathComponent("last.safetensors"))
-        if improved {
-            try Checkpoint.saveModel(model, to: folder.appendingPathComponent("best.safetensors"), metadata: meta)
-        }
+        return meta
     }
 }
 

@@ -66,19 +66,30 @@ public enum Checkpoint {
     }
 
     /// Restores model and optimizer from a parsed checkpoint; `name` stands for it in errors.
-    /// Every tensor's shape is checked against the model before anything is copied to the device.
-    static func load(model: Module, optimizer: Optimizer, from file: SafeTensorsFile, name: String) throws {
+    /// Everything is checked before anything changes: the model's shapes, the optimizer state's
+    /// completeness and, given `runSteps` (the checkpoint's step count), that every trainable
+    /// parameter was stepped at least once and at most that often. The optimizer (which validates
+    /// as a whole) is loaded before the model, so a refused file leaves the model as it was.
+    static func load(model: Module, optimizer: Optimizer, from file: SafeTensorsFile, name: String, runSteps: Int? = nil) throws {
         let device = try model.parameters.first?.device ?? Tensor.defaultDevice()
         let modelEntries = file.tensors.filter { !$0.key.hasPrefix("optimizer.") }
         try checkShapes(modelEntries, of: model, file: name)
-        try model.load(stateDict: tensors(modelEntries, on: device))
         let optimizerEntries = file.tensors.filter { $0.key.hasPrefix("optimizer.") }
         guard !optimizerEntries.isEmpty || file.metadata["step"] == "0" else {
             throw TrainingError("\(name) holds no optimizer state (optimizer.*); it is a model file, not a checkpoint. Resume from last.safetensors.")
         }
+        if let runSteps {
+            for (i, parameter) in optimizer.parameters.enumerated() where parameter.requiresGrad {
+                let steps = optimizerEntries["optimizer.state.\(i).step"].flatMap { $0.count == 1 ? $0.floats().first : nil } ?? 0
+                guard steps <= Float(runSteps), runSteps == 0 || steps >= 1 else {
+                    throw TrainingError("\(name): the optimizer state of parameter \(i) records \(steps) steps in a run of \(runSteps); the optimizer state is missing or damaged.")
+                }
+            }
+        }
         try optimizer.load(stateDict: tensors(optimizerEntries, on: device).reduce(into: [:]) { result, entry in
             result[String(entry.key.dropFirst("optimizer.".count))] = entry.value
         })
+        try model.load(stateDict: tensors(modelEntries, on: device))
     }
 
     /// Throws naming the keys that are missing, unexpected or of the wrong shape, so nothing is
@@ -127,8 +138,9 @@ public enum Checkpoint {
 public struct CheckpointState: Sendable, Equatable {
     /// The most epochs a checkpoint may record.
     public static let maxEpochs = 1_000_000
-    /// Epochs done, optimizer steps taken.
-    public var epoch: Int, step: Int
+    /// Epochs done, optimizer steps taken, and batches done in the epoch after them (non-zero
+    /// when a signal stopped training inside an epoch).
+    public var epoch: Int, step: Int, batchesDone = 0
     /// The global random state (`RandomState.state`) after `epoch`, when recorded.
     public var random: (seed: UInt64, offset: UInt64)?
     /// The learning rate the optimizer had reached (after any schedule), when recorded.
@@ -148,8 +160,14 @@ public struct CheckpointState: Sendable, Equatable {
         guard let step = Int(stepText), (0...Int(Int32.max)).contains(step) else {
             throw fail("records step \"\(stepText)\"; a step count is a whole number from 0 to \(Int32.max). The file is damaged.")
         }
-        guard step >= epoch else {
-            throw fail("records \(epoch) epochs in \(step) steps; every epoch takes at least one step. The file is damaged.")
+        if let text = metadata["epoch_batches"] {
+            guard let batches = Int(text), (0...Int(Int32.max)).contains(batches) else {
+                throw fail("records epoch_batches \"\(text)\"; it counts batches, a whole number from 0 to \(Int32.max). The file is damaged.")
+            }
+            batchesDone = batches
+        }
+        guard step >= epoch + batchesDone else {
+            throw fail("records \(epoch) epochs and \(batchesDone) batches in \(step) steps; every batch takes a step. The file is damaged.")
         }
         self.epoch = epoch
         self.step = step
@@ -177,6 +195,7 @@ public struct CheckpointState: Sendable, Equatable {
     /// The state as checkpoint metadata.
     public var metadata: [String: String] {
         var meta = ["epoch": String(epoch), "step": String(step)]
+        if batchesDone > 0 { meta["epoch_batches"] = String(batchesDone) }
         if let random { meta["rng_seed"] = String(random.seed); meta["rng_offset"] = String(random.offset) }
         if let learningRate { meta["learning_rate"] = String(learningRate) }
         if let baseLearningRate { meta["base_learning_rate"] = String(baseLearningRate) }
@@ -185,7 +204,7 @@ public struct CheckpointState: Sendable, Equatable {
     }
 
     public static func == (a: Self, b: Self) -> Bool {
-        a.epoch == b.epoch && a.step == b.step && a.random?.seed == b.random?.seed && a.random?.offset == b.random?.offset
+        a.epoch == b.epoch && a.step == b.step && a.batchesDone == b.batchesDone && a.random?.seed == b.random?.seed && a.random?.offset == b.random?.offset
             && a.learningRate == b.learningRate && a.optimizer == b.optimizer && a.baseLearningRate == b.baseLearningRate
     }
 }

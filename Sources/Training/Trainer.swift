@@ -14,6 +14,20 @@ public protocol BatchSource {
     var batchCount: Int { get }
     /// Calls `body` with each batch of epoch `epoch` (0-based), in order.
     func forEachBatch(epoch: Int, _ body: (_ input: Tensor, _ target: Tensor) throws -> Void) throws
+    /// The same, leaving out the first `skipping` batches (a run resumed inside an epoch).
+    func forEachBatch(epoch: Int, skipping: Int, _ body: (_ input: Tensor, _ target: Tensor) throws -> Void) throws
+}
+
+extension BatchSource {
+    /// Loads every batch and hands `body` those after the first `skipping`. A source that can skip
+    /// without loading (as `DataLoader` does) should say so by implementing this itself.
+    public func forEachBatch(epoch: Int, skipping: Int, _ body: (_ input: Tensor, _ target: Tensor) throws -> Void) throws {
+        var index = 0
+        try forEachBatch(epoch: epoch) { input, target in
+            defer { index += 1 }
+            if index >= skipping { try body(input, target) }
+        }
+    }
 }
 
 /// What stops training early: a non-finite loss.
@@ -48,13 +62,16 @@ public final class Trainer {
     public var logEvery: Int
     /// Where history and plots go (nil: nowhere).
     public var outputFolder: URL?
-    /// Prints progress; replace to silence or redirect.
-    public var log: (String) -> Void = { print($0) }
+    /// Prints progress, flushed line by line (a log redirected to a file is current after every
+    /// epoch, and nothing is lost to a buffer when the process is stopped); replace to silence or redirect.
+    public var log: (String) -> Void = { print($0); fflush(nil) }
     /// Whether to draw a progress bar (default: when stdout is a terminal).
     public var progressBar: Bool = isatty(STDOUT_FILENO) != 0
 
     /// Set by a callback (early stopping) to end `fit` after the current epoch.
     public var shouldStop = false
+    /// Batches of the epoch `fit` starts with that were trained before a resume (set by `restore`).
+    public var resumeBatches = 0
     /// Optimizer steps taken so far (continues across a resume).
     public var globalStep = 0
     /// The epoch being trained (0-based).
@@ -85,11 +102,25 @@ public final class Trainer {
         for callback in callbacks { try callback.fitStart(self) }
         var epoch = startEpoch
         while epoch < maxEpochs && !shouldStop {
+            if let signal = Interrupts.received {
+                // Between epochs: the checkpoint of the epoch just ended is the resumable state.
+                Interrupts.reset()
+                throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: 0)
+            }
             currentEpoch = epoch
             for callback in callbacks { try callback.epochStart(self, epoch: epoch) }
             let start = DispatchTime.now().uptimeNanoseconds
-            let (trainLoss, trainAccuracy) = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train,
-                                                            epoch: epoch)
+            let skip = epoch == startEpoch ? resumeBatches : 0
+            resumeBatches = 0
+            let trainLoss: Double, trainAccuracy: Double?
+            do {
+                (trainLoss, trainAccuracy) = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train,
+                                                            epoch: epoch, skipping: skip)
+            } catch let stop as TrainingInterrupted {
+                for callback in callbacks { try callback.interrupted(self, epoch: epoch, batchesDone: stop.batchesDone) }
+                if let outputFolder { try writeReports(to: outputFolder) }
+                throw stop
+            }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             var record = EpochRecord(epoch: epoch + 1, trainLoss: trainLoss, trainAccuracy: trainAccuracy, validationLoss: nil,
                                      validationAccuracy: nil, seconds: seconds,
@@ -121,15 +152,10 @@ public final class Trainer {
         guard state.epoch < maxEpochs else {
             throw TrainingError("\(checkpoint.path) has already trained \(state.epoch) epochs; ask for more than \(state.epoch) (--epochs) to continue.")
         }
-        try Checkpoint.load(model: model, optimizer: optimizer, from: file, name: checkpoint.path)
-        // Every trainable parameter has been stepped as often as the run, no more.
-        for (i, parameter) in optimizer.parameters.enumerated() where parameter.requiresGrad {
-            guard optimizer.steps[i] <= state.step, state.step == 0 || optimizer.steps[i] > 0 else {
-                throw TrainingError("\(checkpoint.path): the optimizer state of parameter \(i) records \(optimizer.steps[i]) steps in a run of \(state.step); the optimizer state is missing or damaged.")
-            }
-        }
+        try Checkpoint.load(model: model, optimizer: optimizer, from: file, name: checkpoint.path, runSteps: state.step)
         for callback in callbacks { try callback.restore(checkpointState: file.metadata) }
         globalStep = state.step
+        resumeBatches = state.batchesDone
         if let random = state.random { RandomState.state = random }
         if let rate = state.learningRate { optimizer.learningRate = rate }
         if let historyFile, let earlier = try? History(contentsOf: historyFile) {
@@ -144,13 +170,14 @@ public final class Trainer {
     /// `fit` calls it; benchmarks call it to time an epoch alone.
     @discardableResult
     public func trainEpoch(model: Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
-                           epoch: Int) throws -> (loss: Double, accuracy: Double?) {
+                           epoch: Int, skipping: Int = 0) throws -> (loss: Double, accuracy: Double?) {
         model.train()
-        var lossSum: Tensor?
+        var lossSum: Tensor?, firstNonFinite: Tensor?   // on the device; [1] each
         var batches = 0, samples = 0
+        let firstStep = globalStep + 1
         var hits: [Tensor] = []   // per-position counters; a new one when a batch outgrows the last
         let start = DispatchTime.now().uptimeNanoseconds
-        try data.forEachBatch(epoch: epoch) { input, target in
+        try data.forEachBatch(epoch: epoch, skipping: skipping) { input, target in
             optimizer.zeroGrad()
             let output = try model(input)
             let counting = target.dtype == .int32 && output.rank == 2 && output.shape[0] == target.count
@@ -173,15 +200,25 @@ public final class Trainer {
             try optimizer.step()
             globalStep += 1
             batches += 1
-            // The epoch's loss is summed on the device; nothing waits here.
-            if let sum = lossSum {
-                try sum.kernels.axpy(alpha: 1, x: loss.buffer, y: sum.buffer)
-            } else {
-                lossSum = try loss.detach() + 0
+            // The epoch's loss is summed on the device, which also notes the first step whose loss
+            // was not finite; nothing waits here.
+            if lossSum == nil {
+                lossSum = try Tensor.empty([1], on: loss.device)
+                firstNonFinite = try Tensor(labels: [0], on: loss.device, blocking: false)
+            }
+            if let sum = lossSum, let bad = firstNonFinite {
+                try loss.kernels.accumulateLoss(loss.buffer, into: sum.buffer, first: batches == 1, step: globalStep,
+                                                firstNonFinite: bad.intBuffer)
             }
             for callback in callbacks { try callback.batchEnd(self, step: globalStep, loss: loss) }
+            // A signal stops the epoch after this step, unless it was the last (the epoch then
+            // ends normally and `fit` stops before the next one).
+            if let signal = Interrupts.received, skipping + batches < data.batchCount {
+                Interrupts.reset()
+                throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: skipping + batches)
+            }
             if batches % logEvery == 0, let sum = lossSum {
-                let mean = try checkedMean(sum, batches)
+                let mean = try checkedMean(sum, batches, firstNonFinite: firstNonFinite, firstStep: firstStep, skipped: skipping)
                 if progressBar {
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                     drawProgress(epoch: epoch, batch: batches, of: data.batchCount, loss: mean, elapsed: elapsed)
@@ -190,7 +227,7 @@ public final class Trainer {
         }
         if progressBar { print("\r\u{1B}[2K", terminator: "") }
         guard let sum = lossSum else { throw TrainingError("The training data has no batches.") }
-        let mean = try checkedMean(sum, batches)
+        let mean = try checkedMean(sum, batches, firstNonFinite: firstNonFinite, firstStep: firstStep, skipped: skipping)
         guard samples > 0 else { return (mean, nil) }
         var correct = 0
         for counter in hits {
@@ -201,11 +238,15 @@ public final class Trainer {
         return (mean, Double(correct) / Double(samples))
     }
 
-    /// Reads the summed loss and stops training with a clear message when it is not finite.
-    func checkedMean(_ sum: Tensor, _ batches: Int) throws -> Double {
+    /// Reads the summed loss and stops training with a clear message when it is not finite, naming
+    /// the first step whose loss was not (the device noted it in `firstNonFinite`).
+    func checkedMean(_ sum: Tensor, _ batches: Int, firstNonFinite: Tensor?, firstStep: Int, skipped: Int) throws -> Double {
         let value = Double(try sum.item()) / Double(batches)
         guard value.isFinite else {
-            throw TrainingError("The loss became \(value) by step \(globalStep) (epoch \(currentEpoch + 1), batch \(batches)); try a lower learning rate.")
+            let bad = try firstNonFinite.map { try $0.toIntArray()[0] } ?? 0
+            let step = bad > 0 ? bad : globalStep
+            let loss = value.isNaN ? "NaN" : "infinite"
+            throw TrainingError("The loss became \(loss) at step \(step) (epoch \(currentEpoch + 1), batch \(skipped + step - firstStep + 1)); try a lower learning rate, or check the data and the weights for NaN.")
         }
         return value
     }

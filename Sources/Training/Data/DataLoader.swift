@@ -200,8 +200,15 @@ public final class DataLoader {
 
     /// Loads every batch of epoch `epoch` in order and hands its tensors to `body`.
     public func forEachBatch(epoch: Int, _ body: (_ inputs: Tensor, _ targets: Tensor) throws -> Void) throws {
-        for batch in try self.epoch(epoch) {
-            let (x, y) = try batch.load()
+        try forEachBatch(epoch: epoch, skipping: 0, body)
+    }
+
+    /// The same from batch `skipping` on; the batches before it are not loaded (nor augmented),
+    /// so a run resumed inside an epoch sees exactly the batches it had not trained on.
+    public func forEachBatch(epoch: Int, skipping: Int, _ body: (_ inputs: Tensor, _ targets: Tensor) throws -> Void) throws {
+        let batches = try self.epoch(epoch)
+        for position in max(0, skipping)..<max(max(0, skipping), batches.count) {
+            let (x, y) = try batches.batch(position).load()
             try body(x, y)
         }
     }
