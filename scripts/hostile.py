@@ -208,6 +208,10 @@ class STError(Exception):
     pass
 
 
+class NotApplicable(Exception):
+    """The mutation does not apply to this file (e.g. no two tensors of the same size)."""
+
+
 def st_parse(blob):
     """Parses safetensors bytes as the reference implementation does; raises STError."""
     if len(blob) < 8:
@@ -791,6 +795,8 @@ def swap_offsets(st, r, same):
     size = {n: len(st.entries[n]["data"]) for n in names}
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
              if (size[a] == size[b]) == same and st.entries[a]["dtype"] == st.entries[b]["dtype"] and a != b]
+    if not pairs:
+        raise NotApplicable("no two tensors fit")
     a, b = r.choice(pairs)
     st.entries[a]["offsets"], st.entries[b]["offsets"] = st.entries[b]["offsets"], st.entries[a]["offsets"]
     return st.build()
@@ -1340,8 +1346,8 @@ def cli_table():
     add("train", "--dropout", ["1", "0.5"], M)
     add("train", "--val-fraction", ["-0.1", "1", "nan", "inf", "", "1.5"], R)
     add("train", "--val-fraction", ["0.999", "1e-9", "0.5"], M)
-    add("train", "--seed", ["-1", "18446744073709551616", "", "1.5", "nan", "-0"], R)
-    add("train", "--seed", ["18446744073709551615", "42"], M)
+    add("train", "--seed", ["-1", "18446744073709551616", "", "1.5", "nan"], R)
+    add("train", "--seed", ["18446744073709551615", "42", "-0"], M)
     add("train", "--limit", ["0", "1", "-1", "", "1.5"], R)
     add("train", "--limit", ["99999999999", "9223372036854775807", "2"], M)
     add("train", "--test-limit", ["0", "-1", "", "-5"], R)
@@ -1829,6 +1835,15 @@ def display_argv(argv):
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def cause_key(case, outcome, reasons):
+    """Findings with one cause share this key: the outcome, the mutation or flag (without the
+    subcommand for flags), and the first reason with numbers and paths taken out."""
+    kind = case.kind
+    if case.category == "cli" and not kind.startswith("extra:"):
+        kind = kind.split(" ", 1)[-1]
+    return "%s|%s|%s" % (outcome, kind, norm_message(reasons[0] if reasons else ""))
+
+
 def norm_message(s):
     s = re.sub(r"/[^\s\"',:)]+", "PATH", s)
     s = re.sub(r"\d+(\.\d+)?", "N", s)
@@ -1890,6 +1905,7 @@ def main():
         c.id = "%04d" % i
 
     counts = {}
+    seconds = {}
     findings = []
     ran = 0
     skipped = 0
@@ -1912,6 +1928,9 @@ def main():
         else:
             try:
                 prep = c.prepare(ctx, d, r)
+            except NotApplicable:
+                shutil.rmtree(d, ignore_errors=True)
+                continue
             except Exception as e:   # a bug in this script: report it, keep going
                 print("hostile.py: case %s (%s) could not be prepared: %r" % (c.id, c.desc, e), file=sys.stderr)
                 shutil.rmtree(d, ignore_errors=True)
@@ -1929,6 +1948,7 @@ def main():
                 res = run(argv, env=env, timeout=timeout, cwd=d, cap_kb=args.rss_cap_mb * 1024, scratch=ctx.scratch)
             outcome, reasons = classify(c, policy, argv, res, c.rss_mb or args.rss_mb)
         ran += 1
+        seconds[c.category] = seconds.get(c.category, 0.0) + res.wall
         key = (c.category, outcome)
         counts[key] = counts.get(key, 0) + 1
         if outcome != "ok":
@@ -1949,8 +1969,7 @@ def main():
                 "status": res.status, "exit": res.rc, "signal": res.sig, "seconds": round(res.wall, 2),
                 "peak_rss_mb": round(res.maxrss_kb / 1024, 1),
                 "stderr": short(err), "stdout_tail": short(res.stdout.decode("utf-8", "replace")[-300:]),
-                "saved": inputs, "cause": "%s|%s|%s" % (outcome, c.kind, norm_message(first if outcome != "garbage"
-                                                                                    else ""))
+                "saved": inputs, "cause": cause_key(c, outcome, reasons)
             }
             findings.append(rec)
             with open(os.path.join(d, "case.json"), "w") as f:
@@ -1967,21 +1986,32 @@ def main():
     print("kiln hostile-input run: seed %d, %d cases run, %d skipped (budget), %.0f s, binary %s" % (
         args.seed, ran, skipped, elapsed, ctx.kiln))
     shown = [o for o in OUTCOMES if any(k[1] == o for k in counts)]
-    print("%-9s" % "category" + "".join("%15s" % o for o in shown) + "%8s" % "total")
+    print("%-9s" % "category" + "".join("%15s" % o for o in shown) + "%8s%8s" % ("total", "secs"))
     for cat in cats:
         row = [counts.get((cat, o), 0) for o in shown]
-        print("%-9s" % cat + "".join("%15d" % n for n in row) + "%8d" % sum(row))
+        print("%-9s" % cat + "".join("%15d" % n for n in row) + "%8d%8.0f" % (sum(row), seconds.get(cat, 0)))
     total = [sum(counts.get((cat, o), 0) for cat in cats) for o in shown]
     print("%-9s" % "all" + "".join("%15d" % n for n in total) + "%8d" % sum(total))
 
     causes = {}
     for f in findings:
-        causes.setdefault(f["cause"], []).append(f["id"])
+        causes.setdefault(f["cause"], []).append(f)
+    if findings and not args.quiet:
+        print()
+        print("Distinct causes (outcome, kind, message), most severe first; one reproduction each:")
+        order = sorted(causes.values(), key=lambda fs: (OUTCOMES.index(fs[0]["outcome"]), fs[0]["kind"]))
+        for fs in order:
+            f = fs[0]
+            first = next((l for l in f["stderr"].splitlines() if l.strip()), "")
+            print("- %s x%d  %s: %s" % (f["outcome"], len(fs), f["kind"], f["input"]))
+            print("    $ %s" % f["command"])
+            print("    -> %s%s%s" % (f["status"], (": " + short(first, 160)) if first else "",
+                                    ("  [" + "; ".join(f["reasons"])[:300] + "]") if f["reasons"] else ""))
     report = {
         "kiln": ctx.kiln, "seed": args.seed, "cases_run": ran, "cases_skipped": skipped,
         "seconds": round(elapsed, 1), "budget_seconds": args.budget_seconds,
         "counts": {cat: {o: counts.get((cat, o), 0) for o in OUTCOMES if counts.get((cat, o))} for cat in cats},
-        "distinct_causes": len(causes),
+        "distinct_causes": len(causes), "seconds_by_category": {k: round(v, 1) for k, v in seconds.items()},
         "findings": findings,
     }
     json_path = args.json or os.path.join(out, "report.json")
