@@ -15,15 +15,25 @@ public struct BinaryCache: Sendable {
 
     public init(directory: URL) { self.directory = directory }
 
-    /// The cache the environment asks for, or nil when `KILN_CACHE=0`.
+    /// The cache the environment asks for, or nil when `KILN_CACHE=0` or the location is not a
+    /// usable folder (`DriverCache` found out and said so).
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> BinaryCache? {
+        guard !disabled, let folder = location(environment) else { return nil }
+        return BinaryCache(directory: folder)
+    }
+
+    /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`; nil when `KILN_CACHE` turns caching off.
+    static func location(_ environment: [String: String]) -> URL? {
         if let flag = environment["KILN_CACHE"], ["0", "false", "no", "off"].contains(flag.lowercased()) { return nil }
         if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty {
-            return BinaryCache(directory: URL(fileURLWithPath: xdg).appendingPathComponent("kiln"))
+            return URL(fileURLWithPath: xdg).appendingPathComponent("kiln")
         }
         let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-        return BinaryCache(directory: URL(fileURLWithPath: home).appendingPathComponent(".cache/kiln"))
+        return URL(fileURLWithPath: home).appendingPathComponent(".cache/kiln")
     }
+
+    /// Set when the cache location turned out not to be a usable folder.
+    nonisolated(unsafe) static var disabled = false
 
     /// The cache key of a program.
     public static func key(source: String, options: String, device: DeviceInfo) -> String {
@@ -56,7 +66,7 @@ public struct BinaryCache: Sendable {
         bytes += Array(Self.checksum(binary).utf8)
         bytes += binary
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try createFolder(directory, purpose: "cache folder")
             try writeAtomically(Data(bytes), to: url(key: key))
         } catch {
             // A read-only or full disk only costs the next start a rebuild.

@@ -22,7 +22,7 @@ public final class Device: @unchecked Sendable, CustomStringConvertible {
     let context: cl_context
     private let programs = ProgramCache()
     private let cacheLock = NSLock()
-    nonisolated(unsafe) private var diskCache = BinaryCache.fromEnvironment()
+    nonisolated(unsafe) private var diskCache: BinaryCache? = { DriverCache.prepared; return BinaryCache.fromEnvironment() }()
 
     /// Where built program binaries are kept between runs; nil turns the disk cache off.
     /// Starts as `BinaryCache.fromEnvironment()` (`KILN_CACHE`, `XDG_CACHE_HOME`).

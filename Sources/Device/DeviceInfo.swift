@@ -121,6 +121,7 @@ enum Enumerator {
     }
 
     private static func enumerate() throws -> [DeviceHandle] {
+        DriverCache.prepared  // before the driver reads its environment
         var count: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &count)
         if status == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || count == 0 {

@@ -26,7 +26,7 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     public init(_ action: String, _ path: String, errno code: Int32) {
         let hint: String?
         switch code {
-        case ENOSPC, EDQUOT: hint = "Free some space or choose another folder; the previous file, if any, is intact."
+        case ENOSPC, EDQUOT, EFBIG: hint = "Free some space (or raise the file size limit) or choose another folder; the previous file, if any, is intact."
         case EACCES, EPERM, EROFS: hint = "Choose a folder you can write to."
         case ENOTDIR: hint = "A part of the path is a file, not a folder."
         case EISDIR: hint = "Give a file, not a folder."

@@ -99,6 +99,9 @@ public struct ModelSpec: Codable, Sendable, Equatable {
 
     /// The metadata key model files keep the architecture under.
     public static let metadataKey = "kiln_model"
+    /// The largest extent of any axis of a layer's input or size (2^24), features of a flattened
+    /// sample included.
+    public static let maxExtent = 1 << 24
 
     /// An architecture from JSON: an array of layers, or an object with `layers` (and optionally
     /// `input_shape`, as a parity fixture's spec). Throws, naming the problem, for anything else.
@@ -162,8 +165,8 @@ public struct ModelSpec: Codable, Sendable, Equatable {
     /// layer's fields and that its input fits, before anything is allocated. Throws a message
     /// naming the layer (`layer 3 (Linear): ...`).
     public func outputShapes(for input: [Int]) throws -> [[Int]] {
-        guard !input.isEmpty, input.allSatisfy({ $0 >= 1 && $0 <= 1 << 24 }) else {
-            throw TrainingError("The input shape \(input) needs extents from 1 to \(1 << 24).")
+        guard !input.isEmpty, input.allSatisfy({ $0 >= 1 && $0 <= ModelSpec.maxExtent }) else {
+            throw TrainingError("The input shape \(input) needs extents from 1 to \(ModelSpec.maxExtent).")
         }
         var shape = input
         var shapes: [[Int]] = []

@@ -10,6 +10,12 @@ public enum Interrupts {
         _ = pending   // allocate before any handler can run
         signal(SIGINT, handleInterrupt)
         signal(SIGTERM, handleInterrupt)
+        // A parent may have started us with these signals blocked (they would then wait forever).
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// The signal received and not yet acted on, or nil.

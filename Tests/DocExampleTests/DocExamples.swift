@@ -117,8 +117,18 @@ private func example8() throws {
     _ = (device, kernels, logits, targets, loss, gradient, ())
 }
 
-// Sources/Kernels/DataMovement.swift:24
+// Sources/Kernels/CrossEntropy.swift:97
 private func example9() throws {
+    let device = try Device.shared()
+    let kernels = try KernelLibrary.shared(for: device)
+    let loss = try device.buffer([Float.nan]), sum = try device.buffer([Float(0)])
+    let bad = try device.buffer([Int32(0)])
+    try kernels.accumulateLoss(loss, into: sum, first: true, step: 7, firstNonFinite: bad)   // bad = [7]
+    _ = (device, kernels, loss, sum, bad, ())
+}
+
+// Sources/Kernels/DataMovement.swift:24
+private func example10() throws {
     // the transpose of [2, 3] by strides: y[j, i] = x[i, j]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -128,7 +138,7 @@ private func example9() throws {
 }
 
 // Sources/Kernels/Dropout.swift:22
-private func example10() throws {
+private func example11() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([Float](repeating: 1, count: 100)), out = try device.buffer(Float.self, count: 100)
@@ -137,7 +147,7 @@ private func example10() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:83
-private func example11() throws {
+private func example12() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2] as [Float]), y = try device.buffer([10, 20] as [Float])
@@ -146,7 +156,7 @@ private func example11() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:98
-private func example12() throws {
+private func example13() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([1, 2, 3, 4] as [Float]), bias = try device.buffer([10, 20] as [Float])
@@ -155,7 +165,7 @@ private func example12() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:147
-private func example13() throws {
+private func example14() throws {
     // [4, 1] + [1, 3] -> [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -166,7 +176,7 @@ private func example13() throws {
 }
 
 // Sources/Kernels/KernelConfig.swift:21
-private func example14() throws {
+private func example15() throws {
     let device = try Device.shared()
     let config = KernelConfig(for: device.info)              // the rule table
     let gpuPath = KernelConfig(for: device.info, kind: .gpu)  // the other path, for tests
@@ -174,7 +184,7 @@ private func example14() throws {
 }
 
 // Sources/Kernels/KernelLibrary.swift:17
-private func example15() throws {
+private func example16() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2, 3] as [Float]), y = try device.buffer([1, 1, 1] as [Float])
@@ -183,7 +193,7 @@ private func example15() throws {
 }
 
 // Sources/Kernels/Matmul.swift:40
-private func example16() throws {
+private func example17() throws {
     // y = relu(x · wᵀ + b) for x [2, 3], w [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -194,7 +204,7 @@ private func example16() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:86
-private func example17() throws {
+private func example18() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, 0.5] as [Float])
@@ -205,7 +215,7 @@ private func example17() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:117
-private func example18() throws {
+private func example19() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -215,7 +225,7 @@ private func example18() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:133
-private func example19() throws {
+private func example20() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -226,7 +236,7 @@ private func example19() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:192
-private func example20() throws {
+private func example21() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -237,7 +247,7 @@ private func example20() throws {
 }
 
 // Sources/Kernels/Random.swift:35
-private func example21() throws {
+private func example22() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let words = try device.buffer(UInt32.self, count: 8)
@@ -246,7 +256,7 @@ private func example21() throws {
 }
 
 // Sources/Kernels/Random.swift:52
-private func example22() throws {
+private func example23() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -255,7 +265,7 @@ private func example22() throws {
 }
 
 // Sources/Kernels/Random.swift:75
-private func example23() throws {
+private func example24() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -264,7 +274,7 @@ private func example23() throws {
 }
 
 // Sources/Kernels/Reductions.swift:39
-private func example24() throws {
+private func example25() throws {
     // a bias gradient: the column sums of a [3, 2] gradient
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -274,7 +284,7 @@ private func example24() throws {
 }
 
 // Sources/Kernels/Reductions.swift:76
-private func example25() throws {
+private func example26() throws {
     // [2, 3, 4] summed over its middle axis -> [2, 4]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -284,14 +294,14 @@ private func example25() throws {
 }
 
 // Sources/Layers/Convolution.swift:10
-private func example26() throws {
+private func example27() throws {
     let conv = try Conv2d(1, 32, kernelSize: 3, padding: 1)
     let features = try conv(Tensor.zeros([8, 1, 28, 28]))    // [8, 32, 28, 28]
     _ = (conv, features, ())
 }
 
 // Sources/Layers/Module.swift:22
-private func example27() throws {
+private func example28() throws {
     final class CircleModel: Module {
         let layer_1: Linear
         let layer_2: Linear
@@ -309,28 +319,28 @@ private func example27() throws {
 }
 
 // Sources/Layers/Sequential.swift:13
-private func example28() throws {
+private func example29() throws {
     let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
     print(model)          // Sequential( (0): Linear(...) (1): ReLU() (2): Linear(...) )
     _ = (model, ())
 }
 
 // Sources/Support/SplitMix64.swift:6
-private func example29() throws {
+private func example30() throws {
     var rng = SplitMix64(seed: 42)
     let order = rng.permutation(10)     // the same 10 indices in the same order everywhere
     _ = (rng, order, ())
 }
 
 // Sources/Tensor/Arithmetic.swift:206
-private func example30() throws {
+private func example31() throws {
     let x = try Tensor([-2, -1, 0, 1, 2])
     let clipped = try Tensor.where(x .> 0, x, Tensor.zeros([1]))   // [0, 0, 0, 1, 2]
     _ = (x, clipped, ())
 }
 
 // Sources/Tensor/Convolution.swift:37
-private func example31() throws {
+private func example32() throws {
     let images = try Tensor.randn([8, 1, 28, 28], seed: 1)
     let weight = try Tensor.randn([16, 1, 3, 3], seed: 2, requiresGrad: true)
     let features = try images.conv2d(weight: weight, padding: 1)   // [8, 16, 28, 28]
@@ -338,7 +348,7 @@ private func example31() throws {
 }
 
 // Sources/Tensor/Matmul.swift:11
-private func example32() throws {
+private func example33() throws {
     let a = try Tensor.randn([8, 3, 4], seed: 1), b = try Tensor.randn([4, 5], seed: 2)
     let c = try a.matmul(b)                               // [8, 3, 5]
     let d = try a.matmul(a, transposeB: true)             // [8, 3, 3]
@@ -346,14 +356,14 @@ private func example32() throws {
 }
 
 // Sources/Tensor/RandomState.swift:30
-private func example33() throws {
+private func example34() throws {
     let a = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }
     let b = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }   // a == b
     _ = (a, b, ())
 }
 
 // Sources/Tensor/Reductions.swift:89
-private func example34() throws {
+private func example35() throws {
     let x = try Tensor([[1, 2, 3], [4, 5, 6]])
     let rows = try x.sum(axis: 1)                  // [6, 15]
     let all = try x.sum()                          // 21
@@ -361,28 +371,28 @@ private func example34() throws {
 }
 
 // Sources/Tensor/Reductions.swift:144
-private func example35() throws {
+private func example36() throws {
     let logits = try Tensor([[0.1, 2, 0.3], [5, 1, 1]])
     let classes = try logits.argmax(axis: 1)       // [1, 0]
     _ = (logits, classes, ())
 }
 
 // Sources/Tensor/Shape.swift:8
-private func example36() throws {
+private func example37() throws {
     let x = try Tensor.arange(0, 6).reshaped([2, 3])
     let column = try x.reshaped([-1, 1])          // [6, 1]
     _ = (x, column, ())
 }
 
 // Sources/Tensor/Shape.swift:76
-private func example37() throws {
+private func example38() throws {
     let nhwc = try Tensor.zeros([2, 4, 4, 3])
     let nchw = try nhwc.permuted([0, 3, 1, 2])    // [2, 3, 4, 4]
     _ = (nhwc, nchw, ())
 }
 
 // Sources/Tensor/Shape.swift:164
-private func example38() throws {
+private func example39() throws {
     let batch = try Tensor.zeros([8, 1, 28, 28])
     let first = try batch[0]                      // [1, 28, 28]
     let pixel = try batch[0, 0, 27, 27]           // []
@@ -390,14 +400,14 @@ private func example38() throws {
 }
 
 // Sources/Tensor/Shape.swift:222
-private func example39() throws {
+private func example40() throws {
     let a = try Tensor.ones([2, 3]), b = try Tensor.zeros([2, 1])
     let joined = try Tensor.concatenated([a, b], along: 1)   // [2, 4]
     _ = (a, b, joined, ())
 }
 
 // Sources/Tensor/Tensor.swift:27
-private func example40() throws {
+private func example41() throws {
     let x = try Tensor([[1, 2], [3, 4]], requiresGrad: true)
     let y = try (x * x).sum()
     try y.backward()
@@ -406,21 +416,21 @@ private func example40() throws {
 }
 
 // Sources/Tensor/Tensor.swift:120
-private func example41() throws {
+private func example42() throws {
     let points = try Tensor([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])   // [3, 2]
     let weights = try Tensor([1.0, 2.0] as [Double], requiresGrad: true)
     _ = (points, weights, ())
 }
 
 // Sources/Training/Architecture.swift:83
-private func example42() throws {
+private func example43() throws {
     let spec = try ModelSpec.parse(Data(#"[{"type": "Linear", "in": 4, "out": 3}, {"type": "ReLU"}]"#.utf8))
     let model = try spec.makeModel()
     _ = (spec, model, ())
 }
 
 // Sources/Training/Data/CSVDataset.swift:27
-private func example43() throws {
+private func example44() throws {
     let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
     let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
     print(iris.classValues)   // ["setosa", "versicolor", "virginica"]
@@ -428,13 +438,13 @@ private func example43() throws {
 }
 
 // Sources/Training/Data/DataError.swift:8
-private func example44() throws {
+private func example45() throws {
     do { _ = try MNISTDataset(split: .test) }
     catch let error as DataError { print(error) }   // "/path/t10k-images-idx3-ubyte.gz: truncated ..."
 }
 
 // Sources/Training/Data/DataLoader.swift:12
-private func example45() throws {
+private func example46() throws {
     let model = Sequential(try Linear(784, 10))
     let optimizer = try SGD(model.parameters, lr: 0.1)
     let loader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 1)
@@ -451,21 +461,21 @@ private func example45() throws {
 }
 
 // Sources/Training/Data/Dataset.swift:35
-private func example46() throws {
+private func example47() throws {
     let data: any Dataset = try MNISTDataset(split: .test)
     print(data.count, data.featureShape, data.features)   // 10000 [28, 28] 784
     _ = (data, ())
 }
 
 // Sources/Training/Data/Dataset.swift:96
-private func example47() throws {
+private func example48() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example48() throws {
+private func example49() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -473,14 +483,14 @@ private func example48() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example49() throws {
+private func example50() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example50() throws {
+private func example51() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
@@ -488,7 +498,7 @@ private func example50() throws {
 }
 
 // Sources/Training/Optimizer.swift:11
-private func example51() throws {
+private func example52() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -499,7 +509,7 @@ private func example51() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example52() throws {
+private func example53() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -511,7 +521,7 @@ private func example52() throws {
 }
 
 // Sources/Training/Report/Plots.swift:10
-private func example53() throws {
+private func example54() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -520,8 +530,8 @@ private func example53() throws {
     _ = (history, folder, matrix, ())
 }
 
-// Sources/Training/Trainer.swift:35
-private func example54() throws {
+// Sources/Training/Trainer.swift:49
+private func example55() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -532,4 +542,4 @@ private func example54() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 55
+let docExampleCount = 56

@@ -160,4 +160,25 @@ struct ReductionTests {
         #expect(throws: ShapeError.self) { try kernels.argmax(x, rows: 3, cols: 4, axis: .all, into: i3) }
         #expect(throws: ShapeError.self) { try kernels.argmax(x, rows: -3, cols: -4, axis: .all, into: i1) }
     }
+
+    @Test("the training loop's running loss: sums step by step and notes the first step whose loss was not finite")
+    func runningLoss() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let losses: [Float] = [0.5, 1.25, .nan, 2, .infinity, 3]
+            let sum = try device.buffer(Float.self, count: 1), bad = try device.buffer([Int32(0)])
+            var expected = 0.0
+            for (i, value) in losses.enumerated() {
+                try kernels.accumulateLoss(try device.buffer([value]), into: sum, first: i == 0, step: 10 + i, firstNonFinite: bad)
+                expected = i == 0 ? Double(value) : expected + Double(value)
+                let got = try sum.toArray()[0]
+                #expect(got.isNaN == expected.isNaN && (expected.isNaN || Double(got) == expected), "step \(i): \(got) vs \(expected)")
+                #expect(try bad.toArray()[0] == (i < 2 ? 0 : 12), "first non-finite step after step \(i)")
+            }
+            try kernels.accumulateLoss(try device.buffer([Float(4)]), into: sum, first: true, step: 1, firstNonFinite: bad)
+            #expect(try sum.toArray() == [4])
+            #expect(throws: DeviceError.self) { try kernels.accumulateLoss(sum, into: sum, first: true, step: 0, firstNonFinite: bad) }
+            #expect(throws: ShapeError.self) { try kernels.accumulateLoss(try device.buffer([Float(1), 2]), into: sum, first: true, step: 1, firstNonFinite: bad) }
+        }
+    }
 }

@@ -47,87 +47,118 @@ public struct IDXFile: Sendable, Equatable {
         self.bytes = bytes
     }
 
-    /// Reads the IDX file at `url` (gzipped or plain).
-    public init(contentsOf url: URL) throws {
+    /// Reads the IDX file at `url` (gzipped or plain), refusing one whose header declares more
+    /// than `maxBytes` of elements.
+    public init(contentsOf url: URL, maxBytes: Int = IDXFile.maxBytes) throws {
         let data = try readRegularFile(url, what: "IDX file", limit: Self.maxBytes + (1 << 20))
-        try self.init(data: data, name: url.path)
+        try self.init(data: data, name: url.path, maxBytes: maxBytes)
+    }
+
+    /// The dimensions the header of the IDX file at `url` declares, read (and checked) without
+    /// decompressing or reading the elements, so a caller can judge the size before paying for it.
+    public static func dimensions(contentsOf url: URL) throws -> [Int] {
+        let data = try readRegularFile(url, what: "IDX file", limit: Self.maxBytes + (1 << 20))
+        return try Header(data: data, name: url.path, maxBytes: Int.max).dimensions
     }
 
     /// Parses IDX `data` (gzipped or plain); `name` is the file name used in error messages.
-    public init(data: Data, name: String) throws {
-        guard !data.isEmpty else { throw DataError("is empty (0 bytes); expected an IDX file", file: name) }
-        let gzipped = Gzip.isGzip(data)
-        var source = ByteSource.plain(data, offset: 0)
-        if gzipped { source = .gzip(try GzipReader(data: data, name: name), compressedBytes: data.count) }
-        let what = gzipped ? "the decompressed data" : "the file"
-
-        // Magic: 00 00 type rank.
-        let magic = try source.read(4)
-        guard magic.count == 4 else {
-            throw DataError("is truncated: \(what) has \(magic.count) bytes, too few for the 4-byte IDX magic", file: name)
+    /// Elements are inflated in pieces, so gzip data that ends before its header's promise fails
+    /// having allocated only what it held.
+    public init(data: Data, name: String, maxBytes: Int = IDXFile.maxBytes) throws {
+        var header = try Header(data: data, name: name, maxBytes: maxBytes)
+        let (dimensions, expected, what) = (header.dimensions, header.elementBytes, header.what)
+        var bytes: [UInt8] = []
+        while bytes.count < expected {
+            let piece = try header.source.read(min(expected - bytes.count, 1 << 24))
+            if piece.isEmpty { break }
+            bytes += piece
         }
-        guard magic[0] == 0, magic[1] == 0 else {
-            let hex = magic.map { String(format: "%02x", $0) }.joined(separator: " ")
-            let hint = name.hasSuffix(".gz") && !gzipped ? " It is named .gz but is not gzip data either." : ""
-            throw DataError("is not an IDX file: it starts with \(hex), expected 00 00 <type> <dimensions>.\(hint)", file: name)
-        }
-        guard magic[2] == 0x08 else {
-            let type = String(format: "0x%02X", magic[2])
-            if let known = Self.typeNames[magic[2]] {
-                throw DataError("has IDX element type \(type) (\(known)); only unsigned bytes (0x08) are supported", file: name)
-            }
-            throw DataError("has an unknown IDX element type \(type); expected 0x08 (unsigned byte)", file: name)
-        }
-        let rank = Int(magic[3])
-        guard rank >= 1 else { throw DataError("has an IDX header with 0 dimensions", file: name) }
-
-        // Dimensions, big-endian UInt32 each.
-        let header = try source.read(4 * rank)
-        guard header.count == 4 * rank else {
-            throw DataError("is truncated: the header declares \(rank) dimensions (\(4 * rank) bytes) but only \(header.count) bytes follow",
-                            file: name)
-        }
-        let dimensions = (0..<rank).map { axis in
-            header[4 * axis..<4 * axis + 4].reduce(0) { $0 << 8 | Int($1) }
-        }
-        var expected = 1
-        for size in dimensions {
-            let (product, overflow) = expected.multipliedReportingOverflow(by: size)
-            guard !overflow, product <= Self.maxBytes else {
-                throw DataError("declares dimensions \(dimensions), more than the \(Self.maxBytes)-byte limit", file: name)
-            }
-            expected = product
-        }
-
-        // Check the claimed size against the data before making an array of that size.
-        switch source {
-        case .plain(let data, let offset):
-            let remaining = data.count - offset
-            guard remaining >= expected else {
-                throw DataError("is truncated: dimensions \(dimensions) need \(expected) bytes of data but only \(remaining) follow the header",
-                                file: name)
-            }
-            guard remaining == expected else {
-                throw DataError("has \(remaining - expected) bytes more than dimensions \(dimensions) account for (\(expected) bytes)",
-                                file: name)
-            }
-        case .gzip(_, let compressedBytes):
-            guard expected <= compressedBytes * Gzip.maxRatio + 1024 else {
-                throw DataError("declares dimensions \(dimensions) (\(expected) bytes), more than \(compressedBytes) bytes of gzip data can hold",
-                                file: name)
-            }
-        }
-        let bytes = try source.read(expected)
         guard bytes.count == expected else {
             throw DataError("is truncated: dimensions \(dimensions) need \(expected) bytes of data but \(what) has only \(bytes.count) after the header",
                             file: name)
         }
-        let extra = try source.read(1)
+        let extra = try header.source.read(1)
         guard extra.isEmpty else {
             throw DataError("has more data than dimensions \(dimensions) account for (\(expected) bytes)", file: name)
         }
         self.dimensions = dimensions
         self.bytes = bytes
+    }
+
+    /// The magic and dimensions of an IDX file, checked against the data that follows and the
+    /// limit; `source` is left at the first element.
+    struct Header {
+        var source: ByteSource
+        let dimensions: [Int], elementBytes: Int, what: String
+
+        init(data: Data, name: String, maxBytes: Int) throws {
+            guard !data.isEmpty else { throw DataError("is empty (0 bytes); expected an IDX file", file: name) }
+            let gzipped = Gzip.isGzip(data)
+            var source = ByteSource.plain(data, offset: 0)
+            if gzipped { source = .gzip(try GzipReader(data: data, name: name), compressedBytes: data.count) }
+            let what = gzipped ? "the decompressed data" : "the file"
+
+            // Magic: 00 00 type rank.
+            let magic = try source.read(4)
+            guard magic.count == 4 else {
+                throw DataError("is truncated: \(what) has \(magic.count) bytes, too few for the 4-byte IDX magic", file: name)
+            }
+            guard magic[0] == 0, magic[1] == 0 else {
+                let hex = magic.map { String(format: "%02x", $0) }.joined(separator: " ")
+                let hint = name.hasSuffix(".gz") && !gzipped ? " It is named .gz but is not gzip data either." : ""
+                throw DataError("is not an IDX file: it starts with \(hex), expected 00 00 <type> <dimensions>.\(hint)", file: name)
+            }
+            guard magic[2] == 0x08 else {
+                let type = String(format: "0x%02X", magic[2])
+                if let known = IDXFile.typeNames[magic[2]] {
+                    throw DataError("has IDX element type \(type) (\(known)); only unsigned bytes (0x08) are supported", file: name)
+                }
+                throw DataError("has an unknown IDX element type \(type); expected 0x08 (unsigned byte)", file: name)
+            }
+            let rank = Int(magic[3])
+            guard rank >= 1 else { throw DataError("has an IDX header with 0 dimensions", file: name) }
+
+            // Dimensions, big-endian UInt32 each.
+            let header = try source.read(4 * rank)
+            guard header.count == 4 * rank else {
+                throw DataError("is truncated: the header declares \(rank) dimensions (\(4 * rank) bytes) but only \(header.count) bytes follow",
+                                file: name)
+            }
+            let dimensions = (0..<rank).map { axis in
+                header[4 * axis..<4 * axis + 4].reduce(0) { $0 << 8 | Int($1) }
+            }
+            var expected = 1
+            for size in dimensions {
+                let (product, overflow) = expected.multipliedReportingOverflow(by: size)
+                guard !overflow, product <= maxBytes else {
+                    throw DataError("declares dimensions \(dimensions), more than the \(maxBytes)-byte limit", file: name)
+                }
+                expected = product
+            }
+
+            // Check the claimed size against the data before making an array of that size.
+            switch source {
+            case .plain(let data, let offset):
+                let remaining = data.count - offset
+                guard remaining >= expected else {
+                    throw DataError("is truncated: dimensions \(dimensions) need \(expected) bytes of data but only \(remaining) follow the header",
+                                    file: name)
+                }
+                guard remaining == expected else {
+                    throw DataError("has \(remaining - expected) bytes more than dimensions \(dimensions) account for (\(expected) bytes)",
+                                    file: name)
+                }
+            case .gzip(_, let compressedBytes):
+                guard expected <= compressedBytes * Gzip.maxRatio + 1024 else {
+                    throw DataError("declares dimensions \(dimensions) (\(expected) bytes), more than \(compressedBytes) bytes of gzip data can hold",
+                                    file: name)
+                }
+            }
+            self.source = source
+            self.dimensions = dimensions
+            elementBytes = expected
+            self.what = what
+        }
     }
 
     /// The file's bytes: the header, then the elements (uncompressed).
@@ -143,7 +174,7 @@ public struct IDXFile: Sendable, Equatable {
 }
 
 /// Where IDX bytes come from: a plain file in memory, or a gzip stream inflated on demand.
-private enum ByteSource {
+enum ByteSource {
     case plain(Data, offset: Int)
     case gzip(GzipReader, compressedBytes: Int)
 

@@ -59,6 +59,10 @@ public struct MNISTDataset: Dataset, Sendable {
     ///     "fashion", else the names are the digits.
     /// - Throws: `DataError` for a missing, truncated or corrupt file, images and labels that
     ///   disagree in count, a label out of range, or bad arguments.
+    /// The most memory a data set may take while it loads (its bytes plus its floats): half of
+    /// this machine's memory. A header that declares more is refused before anything is inflated.
+    nonisolated(unsafe) public static var memoryBudget = Int(clamping: ProcessInfo.processInfo.physicalMemory / 2)
+
     public init(folder: URL = MNISTDataset.defaultFolder, split: Split = .train, limit: Int? = nil,
                 normalize: (mean: Float, std: Float)? = nil, classes: Int = 10, fashion: Bool? = nil) throws {
         if let limit, limit < 1 { throw DataError("MNISTDataset: limit must be at least 1, got \(limit)") }
@@ -68,6 +72,27 @@ public struct MNISTDataset: Dataset, Sendable {
         }
         let imageFile = try Self.locate("\(split.filePrefix)-images-idx3-ubyte", in: folder)
         let labelFile = try Self.locate("\(split.filePrefix)-labels-idx1-ubyte", in: folder)
+        // The headers first: counts that disagree, or images that would not fit in memory as
+        // floats, are refused before anything is inflated.
+        let imageDims = try IDXFile.dimensions(contentsOf: imageFile), labelDims = try IDXFile.dimensions(contentsOf: labelFile)
+        if imageDims.count == 3, labelDims.count == 1 {
+            guard imageDims[0] == labelDims[0] else {
+                throw DataError("holds \(imageDims[0]) images but \(labelFile.path) holds \(labelDims[0]) labels", file: imageFile.path)
+            }
+            let (perSample, overflow) = imageDims[1].multipliedReportingOverflow(by: imageDims[2])
+            guard !overflow, perSample <= ModelSpec.maxExtent else {
+                throw DataError("declares images of \(imageDims[1])×\(imageDims[2]) pixels; a model takes at most \(ModelSpec.maxExtent) features per sample, so the file is damaged or not a data set for Kiln",
+                                file: imageFile.path)
+            }
+            let pixels = imageDims.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+            let kept = min(imageDims[0], limit ?? imageDims[0])
+            let (floats, o1) = kept.multipliedReportingOverflow(by: perSample * 4)
+            let (needed, o2) = pixels.addingReportingOverflow(floats)
+            guard !o1, !o2, needed <= Self.memoryBudget else {
+                throw DataError("declares \(imageDims[0]) images of \(imageDims[1])×\(imageDims[2]) pixels, which need \(o1 || o2 ? "more than \(Int.max)" : String(needed)) bytes in memory, over the \(Self.memoryBudget)-byte budget (half this machine's memory); the file is damaged, or use --limit",
+                                file: imageFile.path)
+            }
+        }
         let imageIDX = try IDXFile(contentsOf: imageFile)
         let labelIDX = try IDXFile(contentsOf: labelFile)
 
