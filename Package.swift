@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "KilnTensor", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
 
         // Module, Linear, activations, BatchNorm1d, Dropout, Sequential, losses.
-        .target(name: "KilnLayers", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Layers"),
+        .target(name: "KilnLayers", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor"], path: "Sources/Layers"),
 
         // zlib from the system, for gzipped data files.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -77,7 +77,7 @@ let package = Package(
         .target(name: "KilnTestSupport", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Tests/Support"),
         .testTarget(name: "DeviceTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/DeviceTests"),
-        .testTarget(name: "TensorTests", dependencies: ["KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
+        .testTarget(name: "TensorTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
                     path: "Tests/TensorTests"),
         .testTarget(name: "TrainingTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/TrainingTests"),
         .testTarget(name: "ModelTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/ModelTests"),

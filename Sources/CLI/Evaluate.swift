@@ -82,10 +82,18 @@ struct Predict: ParsableCommand {
         let pixels: [Float], count: Int, features: Int, featureShape: [Int], classNames: [String], truth: [Int]?
         let indices = try index.map(Self.parseIndices)
         if let images {
-            let file = try IDXFile(contentsOf: URL(fileURLWithPath: images))
-            guard file.dimensions.count == 3, file.dimensions.allSatisfy({ $0 >= 1 }) else {
-                throw ValidationError("\(images) holds \(file.dimensions) values; an image file has [count, rows, columns], none of them 0.")
+            // The header first: images too large for any model, or for memory as floats, are
+            // refused before anything is inflated.
+            let url = URL(fileURLWithPath: images)
+            let declared = try IDXFile.dimensions(contentsOf: url)
+            guard declared.count == 3, declared.allSatisfy({ $0 >= 1 }) else {
+                throw ValidationError("\(images) holds \(declared) values; an image file has [count, rows, columns], none of them 0.")
             }
+            let perImage = checkedProduct(declared.dropFirst()) ?? .max
+            guard perImage <= ModelSpec.maxExtent, let total = checkedProduct([perImage, declared[0], 5]), total <= MNISTDataset.memoryBudget else {
+                throw ValidationError("\(images) declares \(declared[0]) images of \(declared[1])×\(declared[2]) pixels: more than a model takes (\(ModelSpec.maxExtent) values per sample) or memory holds as floats.")
+            }
+            let file = try IDXFile(contentsOf: url)
             let size = file.dimensions[1] * file.dimensions[2]
             let chosen = indices ?? Array(0..<file.dimensions[0])
             if let bad = chosen.first(where: { $0 >= file.dimensions[0] }) {

@@ -30,7 +30,7 @@ struct KilnCommand: ParsableCommand {
 
 /// `--device SEL`, shared by every command.
 struct DeviceOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp(
         "Device selector: gpu, cpu, gpu:N, cpu:N, P:D, or part of a device or platform name. Default: $KILN_DEVICE, else the first GPU, else the first device.",
         valueName: "selector"))
     var device: String?

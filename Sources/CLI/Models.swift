@@ -5,7 +5,7 @@ import Kiln
 /// `--hidden`, `--activation`, `--batchnorm`, `--dropout`: the MLP that `--model mlp` (the
 /// default) means, for `train` and for plain PyTorch state dicts in `evaluate`, `predict` and `summary`.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Hidden layer sizes of the MLP, comma-separated.", valueName: "sizes"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Hidden layer sizes of the MLP, comma-separated.", valueName: "sizes"))
     var hidden = "256,128"
 
     @Option(help: "Activation between the MLP's layers: relu, leaky_relu, gelu, tanh or sigmoid.")
@@ -51,7 +51,7 @@ struct ArchitectureOptions: ParsableArguments {
         if spec.inputShape == nil { spec.inputShape = ModelSpec.inputShape(for: spec.layers, features: features, featureShape: featureShape) }
         guard let shape = spec.inputShape else { throw Failure(message: "The architecture has no input shape.") }
         let shapes = try spec.outputShapes(for: shape)
-        guard shape.reduce(1, *) == features else {
+        guard checkedProduct(shape) == features else {
             throw Failure(message: "The architecture takes samples of \(shape), but the data's have \(features) values (\(featureShape)).")
         }
         guard shapes.last == [classes] else {
@@ -69,6 +69,12 @@ struct LoadOptions: ParsableArguments {
     var architecture: String?
 
     @OptionGroup var mlp: ArchitectureOptions
+
+    /// The flags' values are checked even where the file's own architecture makes them moot.
+    func validate() throws {
+        if let architecture, architecture.isEmpty { throw ValidationError("--architecture takes mlp, cnn or FILE.json; got an empty name.") }
+        _ = try mlp.spec(inputs: 1, classes: 1)
+    }
 }
 
 extension ModelSpec {
@@ -93,6 +99,9 @@ func loadModel(file: String, options: LoadOptions, features: Int, featureShape: 
     let contents = try SafeTensorsFile(contentsOf: url)
     var spec: ModelSpec
     if let recorded = try ModelSpec.from(metadata: contents.metadata) {
+        if let named = options.architecture {
+            throw ValidationError("\(file) records its own architecture; --architecture \(named) is for files that do not (a PyTorch state dict). Leave it out.")
+        }
         spec = recorded
         if spec.inputShape == nil {
             spec.inputShape = ModelSpec.inputShape(for: spec.layers, features: features, featureShape: featureShape)
@@ -145,12 +154,13 @@ struct Summary: ParsableCommand {
         guard classes >= 1 else { throw ValidationError("--classes must be at least 1; got \(classes).") }
         let shape = try input.map { text -> [Int] in
             let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-                throw ValidationError("--input takes positive sizes separated by commas, such as 1,28,28; got \"\(text)\".")
+            guard !parts.isEmpty, parts.count <= 8, parts.allSatisfy({ ($0 ?? 0) >= 1 }),
+                  (checkedProduct(parts.compactMap { $0 }) ?? .max) <= ModelSpec.maxExtent else {
+                throw ValidationError("--input takes up to 8 positive sizes separated by commas, at most \(ModelSpec.maxExtent) values in all, such as 1,28,28; got \"\(text)\".")
             }
             return parts.compactMap { $0 }
         } ?? [28, 28]
-        let features = shape.reduce(1, *)
+        let features = checkedProduct(shape) ?? 0
         let device = try deviceOptions.open()
         let network: Sequential, spec: ModelSpec
         if let model {

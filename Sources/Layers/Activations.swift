@@ -1,4 +1,5 @@
 import KilnKernels
+import KilnSupport
 import KilnTensor
 
 /// A module that applies an `Activation` element-wise. `Sequential` runs one right after a
@@ -120,8 +121,8 @@ public final class Unflatten: Module {
     /// `x` with `axis` replaced by `shape` (whose product must be that axis's extent).
     public override func forward(_ x: Tensor) throws -> Tensor {
         let a = axis < 0 ? axis + x.rank : axis
-        guard a >= 0, a < x.rank, x.shape[a] == shape.reduce(1, *) else {
-            throw TensorError("Unflatten(\(axis), \(shape)): input \(x.shape) has no axis \(axis) of \(shape.reduce(1, *)) elements.")
+        guard a >= 0, a < x.rank, checkedProduct(shape) == x.shape[a] else {
+            throw TensorError("Unflatten(\(axis), \(shape)): input \(x.shape) has no axis \(axis) of \(checkedProduct(shape).map(String.init) ?? "too many") elements.")
         }
         return try x.reshaped(Array(x.shape[..<a]) + shape + Array(x.shape[(a + 1)...]))
     }

@@ -89,7 +89,8 @@ public struct SafeTensor: Sendable, Equatable {
         }
     }
 
-    /// The values as Int64 (integer types exactly; floats truncated toward zero).
+    /// The values as Int64: integer types exactly; floats truncated toward zero, saturating at
+    /// Int64's range (±∞ included), NaN as 0 — never a trap, whatever the file holds.
     public func integers() -> [Int64] {
         data.withUnsafeBytes { raw -> [Int64] in
             switch dtype {
@@ -98,7 +99,7 @@ public struct SafeTensor: Sendable, Equatable {
             case .I16: return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: $0 * 2, as: Int16.self)) }
             case .I8: return (0..<count).map { Int64(raw.load(fromByteOffset: $0, as: Int8.self)) }
             case .U8, .BOOL: return (0..<count).map { Int64(raw.load(fromByteOffset: $0, as: UInt8.self)) }
-            default: return floats().map { Int64($0) }
+            default: return floats().map { $0.isNaN ? 0 : $0 >= 0x1p63 ? .max : $0 < -0x1p63 ? .min : Int64($0) }
             }
         }
     }
@@ -154,6 +155,9 @@ public struct SafeTensorsFile: Sendable {
             throw fail(error.text)
         } catch {
             throw fail("header is not valid JSON (\(Self.describe(error))); the header length is wrong or the file is damaged.")
+        }
+        if let repeated = SafeTensorsHeader.firstRepeatedKey(header) {
+            throw fail("header repeats the key \"\(repeated)\"; readers disagree on which one counts, so the file is refused.")
         }
         let payload = data.count - dataStart
         var tensors: [String: SafeTensor] = [:]
@@ -264,6 +268,36 @@ struct SafeTensorsHeader: Decodable {
 
     var tensors: [String: Entry] = [:]
     var metadata: [String: String] = [:]
+
+    /// The first key that an object of the (valid) JSON `text` holds twice, or nil. A decoder keeps
+    /// one of the two silently, and readers disagree on which.
+    static func firstRepeatedKey(_ text: Data) -> String? {
+        let bytes = [UInt8](text)
+        var objects: [(keys: Set<String>, expectingKey: Bool)?] = []   // nil for arrays
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "{"): objects.append(([], true))
+            case UInt8(ascii: "["): objects.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): if !objects.isEmpty { objects.removeLast() }
+            case UInt8(ascii: ","): if let last = objects.indices.last, objects[last] != nil { objects[last]?.expectingKey = true }
+            case UInt8(ascii: "\""):
+                let start = i
+                i += 1
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                if let last = objects.indices.last, let object = objects[last], object.expectingKey {
+                    let raw = Data(bytes[start...min(i, bytes.count - 1)])
+                    let key = (try? JSONDecoder().decode(String.self, from: raw)) ?? String(decoding: raw, as: UTF8.self)
+                    if object.keys.contains(key) { return key }
+                    objects[last]?.keys.insert(key)
+                    objects[last]?.expectingKey = false
+                }
+            default: break
+            }
+            i += 1
+        }
+        return nil
+    }
 
     init(from decoder: Decoder) throws {
         let container: KeyedDecodingContainer<Key>

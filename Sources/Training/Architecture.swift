@@ -1,4 +1,5 @@
 import Foundation
+import KilnSupport
 import KilnDevice
 import KilnKernels
 import KilnLayers
@@ -156,7 +157,7 @@ public struct ModelSpec: Codable, Sendable, Equatable {
               featureShape.count >= 2 else { return [features] }
         let (h, w) = (featureShape[featureShape.count - 2], featureShape[featureShape.count - 1])
         let c = first.type == "Conv2d" ? (first.in ?? 1) : (first.type == "BatchNorm2d" ? (first.features ?? 1) : 1)
-        return c * h * w == features ? [c, h, w] : [features]
+        return checkedProduct([c, h, w]) == features ? [c, h, w] : [features]
     }
 
     // MARK: Checking and building
@@ -377,12 +378,15 @@ extension LayerSpec {
             let end = (endDim ?? -1) < 0 ? (endDim ?? -1) + rank : (endDim ?? -1)
             try want(start >= 1 && end < rank && start <= end, "its axes \(startDim ?? 1)...\(endDim ?? -1) do not fit an input of \(input) (the batch is axis 0 and stays).")
             let s = start - 1, e = end - 1
-            return Array(input[..<s]) + [input[s...e].reduce(1, *)] + Array(input[(e + 1)...])
+            let merged = checkedProduct(input[s...e])
+            try want(merged.map { $0 <= ModelSpec.maxExtent } ?? false,
+                     "flattens \(Array(input[s...e])) into more than \(ModelSpec.maxExtent) features.")
+            return Array(input[..<s]) + [merged ?? 0] + Array(input[(e + 1)...])
         case "Unflatten":
             let rank = input.count + 1
             let axis = (dim ?? 1) < 0 ? (dim ?? 1) + rank : (dim ?? 1)
             let shape = self.shape ?? []
-            try want(axis >= 1 && axis < rank && input[axis - 1] == shape.reduce(1, *),
+            try want(axis >= 1 && axis < rank && checkedProduct(shape) == input[axis - 1],
                      "splits axis \(dim ?? 1) into \(shape), but its input is \(input).")
             return Array(input[..<(axis - 1)]) + shape + Array(input[axis...])
         case "Dropout2d":

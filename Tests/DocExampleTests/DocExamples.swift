@@ -422,7 +422,7 @@ private func example42() throws {
     _ = (points, weights, ())
 }
 
-// Sources/Training/Architecture.swift:83
+// Sources/Training/Architecture.swift:84
 private func example43() throws {
     let spec = try ModelSpec.parse(Data(#"[{"type": "Linear", "in": 4, "out": 3}, {"type": "ReLU"}]"#.utf8))
     let model = try spec.makeModel()

@@ -100,6 +100,15 @@ struct SafeTensorsTests {
                            mentioning: "tensor \"x\" is not")
         }
         expectRejected(file(header: #"{"__metadata__": {"epoch": 3}}"#, payload: 0), mentioning: "__metadata__ is not a map of strings")
+        // A repeated name, at the top or inside an entry, is refused (readers disagree on which counts).
+        let twice = #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#
+        expectRejected(file(header: twice, payload: 4), mentioning: "repeats the key \"a\"")
+        expectRejected(file(header: #"{"a": {"dtype": "F32", "dtype": "I32", "shape": [1], "data_offsets": [0, 4]}}"#, payload: 4),
+                       mentioning: "repeats the key \"dtype\"")
+        expectRejected(file(header: #"{"\u0061": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#, payload: 8),
+                       mentioning: "repeats the key \"a\"")
+        // Keys equal to string values elsewhere are not repeats.
+        #expect((try? SafeTensorsFile(data: file(header: #"{"__metadata__": {"a": "shape", "shape": "a"}, "x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, payload: 4))) != nil)
         expectRejected(file(header: #"{"x": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 4]}}"#, payload: 4),
                        mentioning: "too large to address")
     }
