@@ -59,6 +59,10 @@ struct CLIReliabilityTests {
         try expectOneLineError(["train", "--hidden", ","], "--hidden takes positive sizes")
         try expectOneLineError(["train", "--hidden", "256,,128"], "got \"256,,128\"")
         try expectOneLineError(["train", "--hidden", ""], "--hidden")
+        try expectOneLineError(["train", "--hidden", "-1"], "--hidden takes positive sizes separated by commas, such as 256,128; got \"-1\"")
+        try expectOneLineError(["evaluate", "--model", "m.safetensors", "--hidden", ","], "--hidden takes positive sizes")
+        try expectOneLineError(["summary", "--architecture", "cnn", "--input", "1,28,28,1,1,1,1,1,1"], "--input takes up to 8 positive sizes")
+        try expectOneLineError(["devices", "--device", "-1:0"], "No OpenCL device matches the selector \"-1:0\"")
         try expectOneLineError(["train", "--out", ""], "--out needs a folder name")
         try expectOneLineError(["train", "--resume", ""], "--resume needs a checkpoint file")
         try expectOneLineError(["predict", "--model", "m.safetensors", "--index", "-1"], "--index takes image indices ≥ 0")
@@ -107,6 +111,12 @@ struct CLIReliabilityTests {
         #expect(CLITests.predictedClasses(two.stdout) == CLITests.predictedClasses(fromTestSet.stdout))
         try expectOneLineError(["predict", "--model", model, "--images", images.path, "--index", "5"],
                                "--index 5 is out of range: \(images.path) has 5 images")
+        try expectOneLineError(["evaluate", "--model", model, "--architecture", "cnn"], "records its own architecture; --architecture cnn is for files that do not")
+        // A 1-image file whose header declares 32768 × 32768 pixels is refused from the header.
+        var bomb = Data([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0x80, 0, 0, 0, 0x80, 0])
+        bomb.append(Data(count: 1 << 16))
+        let huge = try folder.write(try Gzip.compress(Array(bomb)), "huge-idx3-ubyte.gz")
+        try expectOneLineError(["predict", "--model", model, "--images", huge.path], huge.path)
         let usage = try kiln(["predict", "--model", model, "--index", "99999"])
         #expect(usage.stderr.contains("Usage: kiln predict") && !usage.stderr.contains("<subcommand>"), "\(usage.stderr)")
     }
