@@ -43,13 +43,17 @@ public enum DeviceError: Error, Sendable, CustomStringConvertible, LocalizedErro
             let trimmed = log.trimmingCharacters(in: .whitespacesAndNewlines)
             return "Building OpenCL program for \(device) failed with \(status) (options: \"\(options)\"). Build log:\n"
                 + (trimmed.isEmpty ? "(empty)" : trimmed)
-        case .outOfMemory(let requested, let device, let maxAlloc, let global, let live, let status):
+        case .outOfMemory(let requested, let device, let maxAlloc, _, let live, let status):
+            // Only what the request decides is quoted: a CPU driver's memory figures follow the
+            // machine's free memory and change from run to run.
             let cause = status.map { " (\($0))" } ?? ""
+            let what = requested == Int.max ? "more than can be addressed"
+                : UInt64(requested) > maxAlloc ? "\(formatBytes(requested)) in one buffer, more than the device allows in one"
+                : formatBytes(requested)
             return """
-                Out of device memory on \(device)\(cause): asked for \(formatBytes(requested)); the device allows \
-                \(formatBytes(Int(clamping: maxAlloc))) in one buffer and \(formatBytes(Int(clamping: global))) \
-                in all, and Kiln holds \(formatBytes(live)) live. Use smaller batches or tensors, free tensors \
-                you no longer need, or pick a device with more memory (--device / KILN_DEVICE).
+                Out of device memory on \(device)\(cause): asked for \(what), with \(formatBytes(live)) already \
+                held by Kiln. Use smaller batches or tensors, free tensors you no longer need, or pick a device \
+                with more memory (--device / KILN_DEVICE).
                 """
         case .invalidArgument(let message):
             return message

@@ -28,11 +28,16 @@ private func expectOneLineError(_ arguments: [String], _ text: String, environme
     }
 }
 
+/// The `kiln` executable built beside the tests.
+private func kilnBinary() throws -> URL {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    return try #require([directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln") }
+        .first { FileManager.default.isExecutableFile(atPath: $0.path) })
+}
+
 /// Starts `kiln` with stdout and stderr going to `log`; returns the running process.
 private func startKiln(_ arguments: [String], log: URL) throws -> Process {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let binary = try #require([directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln") }
-        .first { FileManager.default.isExecutableFile(atPath: $0.path) })
+    let binary = try kilnBinary()
     FileManager.default.createFile(atPath: log.path, contents: nil)
     let handle = try FileHandle(forWritingTo: log)
     let process = Process()
@@ -89,6 +94,42 @@ struct CLIReliabilityTests {
         let devices = try kiln(["devices"], environment: ["XDG_CACHE_HOME": file.path])
         #expect(devices.status == 0 && devices.stdout.contains("cpu:0"), "\(devices.stderr)")
         #expect(devices.stderr.contains("warning: Cannot create the cache folder \(file.path)/kiln") && devices.stderr.contains("Running without caches"))
+    }
+
+    @Test("PoCL's cache lives in Kiln's folder; a run that died leaves it emptied for the next, unless another run is using it")
+    func driverCacheRecovery() throws {
+        let cache = try TempFolder()
+        defer { cache.cleanUp() }
+        let pocl = cache.url.appendingPathComponent("kiln/pocl"), users = cache.url.appendingPathComponent("kiln/pocl-users")
+        func run() throws {
+            var env = ProcessInfo.processInfo.environment
+            env["XDG_CACHE_HOME"] = cache.url.path
+            env["POCL_CACHE_DIR"] = nil
+            let process = Process()
+            process.executableURL = try kilnBinary()
+            process.arguments = ["devices"]
+            process.environment = env
+            process.standardOutput = Pipe()
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+        try run()
+        #expect(FileManager.default.fileExists(atPath: pocl.path), "PoCL's cache is not under Kiln's folder")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: users.path).isEmpty, "a finished run left its mark")
+        // A user that died (no such process) and a damaged entry: the next run starts clean.
+        let junk = pocl.appendingPathComponent("damaged-entry")
+        try Data("half a kernel".utf8).write(to: junk)
+        try Data().write(to: users.appendingPathComponent("2147483646"))
+        try run()
+        #expect(!FileManager.default.fileExists(atPath: junk.path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: users.path).isEmpty)
+        // While another user is alive (this test's parent process stands in), nothing is removed.
+        try Data("entry".utf8).write(to: junk)
+        try Data().write(to: users.appendingPathComponent("2147483646"))
+        try Data().write(to: users.appendingPathComponent(String(getppid())))
+        try run()
+        #expect(FileManager.default.fileExists(atPath: junk.path))
     }
 
     @Test("predict --images applies --index; a run-time error prints the usage of the subcommand that was run")
