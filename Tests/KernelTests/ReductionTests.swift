@@ -181,4 +181,33 @@ struct ReductionTests {
             #expect(throws: ShapeError.self) { try kernels.accumulateLoss(try device.buffer([Float(1), 2]), into: sum, first: true, step: 1, firstNonFinite: bad) }
         }
     }
+
+    @Test("NaN propagates through sums, means and max as in PyTorch, and argmax points at the first NaN")
+    func nanReductions() throws {
+        for kernels in try EW.libraries() {
+            let device = kernels.device
+            let (rows, cols) = (37, 53)
+            var x = randomFloats(rows * cols, seed: 11)
+            let poisoned = [3 * cols + 7, 3 * cols + 40, 20 * cols + 52]   // rows 3 and 20; columns 7, 40, 52
+            for i in poisoned { x[i] = .nan }
+            let xb = try device.buffer(x)
+            for op in ReductionOp.allCases {
+                let out = try device.buffer(Float.self, count: rows)
+                try kernels.reduce(op, xb, rows: rows, cols: cols, axis: .eachRow, into: out)
+                let got = try out.toArray()
+                for r in 0..<rows { #expect(got[r].isNaN == [3, 20].contains(r), "\(op) of row \(r): \(got[r])") }
+                let columns = try device.buffer(Float.self, count: cols)
+                try kernels.reduce(op, xb, rows: rows, cols: cols, axis: .eachColumn, into: columns)
+                let byColumn = try columns.toArray()
+                for c in 0..<cols { #expect(byColumn[c].isNaN == [7, 40, 52].contains(c), "\(op) of column \(c): \(byColumn[c])") }
+                let all = try device.buffer(Float.self, count: 1)
+                try kernels.reduce(op, xb, rows: rows, cols: cols, axis: .all, into: all)
+                #expect(try all.toArray()[0].isNaN)
+            }
+            let index = try device.buffer(Int32.self, count: rows)
+            try kernels.argmax(xb, rows: rows, cols: cols, axis: .eachRow, into: index)
+            let picked = try index.toArray()
+            #expect(picked[3] == 7 && picked[20] == 52, "argmax of the rows with NaN: \(picked[3]), \(picked[20])")
+        }
+    }
 }
