@@ -14,6 +14,13 @@ struct KilnCommand: ParsableCommand {
     /// Parses and runs the command. A `ValidationError` found while running (a file that does not
     /// fit, an index out of range) prints the usage of the subcommand that was run, not kiln's.
     static func main() {
+        // `kiln help NAME` for a NAME that is no subcommand is an error, not kiln's help and success.
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "help", arguments.count >= 2, !arguments[1].hasPrefix("-"),
+           !(configuration.subcommands.map { $0._commandName } + ["help"]).contains(arguments[1]) {
+            FileHandle.standardError.write(Data("Error: kiln has no command \"\(arguments[1])\"; the commands are \(configuration.subcommands.map { $0._commandName }.joined(separator: ", ")) (kiln --help).\n".utf8))
+            exit(withError: ExitCode.validationFailure)
+        }
         let command: any ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         var running = command

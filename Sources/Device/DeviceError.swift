@@ -28,12 +28,11 @@ public enum DeviceError: Error, Sendable, CustomStringConvertible, LocalizedErro
                 should then list a device.
                 """
         case .noMatchingDevice(let selector, let reason, let available):
-            var text = "No OpenCL device matches the selector \"\(selector)\": \(reason).\n"
-            text += "Selectors: gpu, cpu, gpu:N, cpu:N, P:D (platform:device), or part of a device or platform name."
-            text += available.isEmpty ? "\nNo devices were found." : "\nDevices on this machine:\n"
-            text += available.map { "  \($0.selectors.joined(separator: ", ")) -> \($0.name) [\($0.platformName)]" }
-                .joined(separator: "\n")
-            return text
+            // One line, the devices listed in it: what a user can pick, with the selectors that pick it.
+            let devices = available.isEmpty ? "No devices were found."
+                : "Devices on this machine: " + available.map { "\($0.selectors.joined(separator: ", ")) -> \($0.name) [\($0.platformName)]" }
+                    .joined(separator: "; ") + "."
+            return "No OpenCL device matches the selector \"\(selector)\": \(reason). \(devices) Selectors: gpu, cpu, gpu:N, cpu:N, P:D (platform:device), or part of a device or platform name."
         case .openCL(let call, let status):
             let hint = status.isOutOfMemory
                 ? " The device ran out of memory or resources: use smaller batches or tensors, or another device."

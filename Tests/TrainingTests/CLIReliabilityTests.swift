@@ -68,6 +68,10 @@ struct CLIReliabilityTests {
         try expectOneLineError(["evaluate", "--model", "m.safetensors", "--hidden", ","], "--hidden takes positive sizes")
         try expectOneLineError(["summary", "--architecture", "cnn", "--input", "1,28,28,1,1,1,1,1,1"], "--input takes up to 8 positive sizes")
         try expectOneLineError(["devices", "--device", "-1:0"], "No OpenCL device matches the selector \"-1:0\"")
+        let selector = try kiln(["devices", "--device", "zzz"])
+        #expect(selector.stderr.split(separator: "\n").count == 1 && selector.stderr.contains("Devices on this machine: cpu, cpu:0"),
+                "\(selector.stderr)")
+        try expectOneLineError(["help", "bogus"], "kiln has no command \"bogus\"")
         try expectOneLineError(["train", "--out", ""], "--out needs a folder name")
         try expectOneLineError(["train", "--resume", ""], "--resume needs a checkpoint file")
         try expectOneLineError(["predict", "--model", "m.safetensors", "--index", "-1"], "--index takes image indices ≥ 0")
