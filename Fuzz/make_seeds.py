@@ -2,8 +2,10 @@
 """Writes the seed inputs of Fuzz/Corpus/<target>/ (run from anywhere; needs only the standard
 library, the Tests/Fixtures files and /usr/share/datasets/fashion-mnist for the IDX seeds).
 
-Names: valid-* must parse (FuzzTests checks it), invalid-* must be rejected with an error; the
-crash-/timeout-/oom- reproducers the fuzzers find are added by hand next to them.
+Names: valid-* must parse (FuzzTests checks it), invalid-* must be rejected with an error, and
+crash-/timeout-/oom- reproducers must return. The reproducers of faults found so far are written
+here too, with a comment on the fault; ones a fuzzer finds later can simply be copied in from
+.build-fuzz/artifacts/<target>/ under a descriptive name.
 """
 import gzip, json, os, shutil, struct, sys
 
@@ -195,6 +197,18 @@ def seeds_metadata():
         {"type": "LogSoftmax"}]}).encode())
     write("metadata", "valid-mlp-layers-for-mnist.json",
           b'[{"type":"Flatten"},{"type":"Linear","in":784,"out":16},{"type":"ReLU"},{"type":"Linear","in":16,"out":10}]')
+    # Found reading Sources/Training/Architecture.swift, confirmed by replay (overflow traps):
+    # inputShape(for:) multiplies a huge first "in" by 28 * 28; Flatten and Unflatten multiply
+    # extents without overflow checks. The .safetensors variant is a forged model file, which
+    # `kiln evaluate`/`predict`/`summary` check the same way before building the model.
+    conv_in = b'[{"type":"Conv2d","in":9223372036854775807,"out":1,"kernel":1}]'
+    write("metadata", "crash-inputshape-conv-in-overflow.json", conv_in)
+    write("metadata", "crash-inputshape-conv-in-overflow-model.safetensors",
+          safetensors({"w": zeros("F32", [1])}, {"kiln_model": conv_in.decode()}))
+    write("metadata", "crash-flatten-extent-product-overflow.json",
+          b'{"input_shape":[16777216,16777216,16777216],"layers":[{"type":"Flatten"}]}')
+    write("metadata", "crash-unflatten-shape-product-overflow.json",
+          b'{"input_shape":[1,4],"layers":[{"type":"Unflatten","dim":2,"shape":[16777216,16777216,16777216,16777216]}]}')
     write("metadata", "invalid-unknown-layer.json", b'[{"type":"Conv3d","in":1,"out":1}]')
     write("metadata", "invalid-linear-misfit.json", b'{"input_shape":[5],"layers":[{"type":"Linear","in":4,"out":2}]}')
     write("metadata", "invalid-kiln-model-not-json.safetensors", safetensors({}, {"kiln_model": "[{"}))

@@ -4,9 +4,10 @@ import KilnFuzzing
 
 /// The regression corpus of the fuzz targets: every seed and every input a fuzzer found
 /// (Fuzz/Corpus/<target>/), replayed through the same entries the fuzzers run. A reader that traps,
-/// hangs or corrupts memory on one of them fails the run; `valid-*` files must parse and
-/// `invalid-*`, `crash-*`, `timeout-*`, `oom-*` and `leak-*` files must be rejected with an error.
-/// Fuzz/Corpus/open-faults.txt lists reproducers of faults not fixed yet, skipped until fixed.
+/// hangs or corrupts memory on one of them fails the run; `valid-*` files must parse, `invalid-*`
+/// files must be rejected with an error, and the reproducers (`crash-*`, `timeout-*`, `oom-*`,
+/// `leak-*`) must return, parsed or not as their own tests below say. Fuzz/Corpus/open-faults.txt
+/// lists reproducers of faults not fixed yet, skipped until fixed.
 @Suite struct FuzzCorpusReplay {
     static let corpus = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -26,29 +27,51 @@ import KilnFuzzing
         FuzzReplay.files(at: corpus.appendingPathComponent(target).path)
     }
 
-    static let rejectedPrefixes = ["invalid-", "crash-", "timeout-", "oom-", "leak-"]
+    static let reproducerPrefixes = ["crash-", "timeout-", "oom-", "leak-"]
 
-    @Test("every corpus file of each target goes through its entry and returns; valid-* parse, reproducers and invalid-* are rejected",
+    /// Whether each replayable file of `target` parsed, by file name.
+    static func replay(_ target: String) throws -> [String: Bool] {
+        let entry = try #require(FuzzEntry.targets[target])
+        var parsed: [String: Bool] = [:]
+        for url in files(target) where !open.contains("\(target)/\(url.lastPathComponent)") {
+            parsed[url.lastPathComponent] = entry(try Data(contentsOf: url))
+        }
+        return parsed
+    }
+
+    @Test("every corpus file of each target goes through its entry and returns; valid-* parse and invalid-* are rejected",
           arguments: ["safetensors", "idx", "csv", "metadata"])
     func replaysTheCorpus(target: String) throws {
-        let entry = try #require(FuzzEntry.targets[target])
-        let files = Self.files(target)
-        var valid = 0, rejected = 0, replayed = 0
-        for url in files where !Self.open.contains("\(target)/\(url.lastPathComponent)") {
-            let name = url.lastPathComponent
-            let parsed = entry(try Data(contentsOf: url))
-            replayed += 1
+        let parsed = try Self.replay(target)
+        var valid = 0, invalid = 0
+        for (name, parsed) in parsed.sorted(by: { $0.key < $1.key }) {
             if name.hasPrefix("valid-") {
                 #expect(parsed, "\(target)/\(name) is a valid seed but the reader rejected it")
                 valid += 1
-            } else if Self.rejectedPrefixes.contains(where: name.hasPrefix) {
+            } else if name.hasPrefix("invalid-") {
                 #expect(!parsed, "\(target)/\(name) should be rejected with an error but parsed")
-                rejected += 1
+                invalid += 1
             }
         }
-        #expect(replayed > 0, "Fuzz/Corpus/\(target) holds no inputs")
+        #expect(parsed.count > 0, "Fuzz/Corpus/\(target) holds no inputs")
         #expect(valid > 0, "Fuzz/Corpus/\(target) holds no valid-* seed")
-        #expect(rejected > 0, "Fuzz/Corpus/\(target) holds no invalid-* input or reproducer")
+        #expect(invalid > 0, "Fuzz/Corpus/\(target) holds no invalid-* input")
+    }
+
+    @Test("architectures whose shape products overflow Int are refused, as JSON and in a model file's metadata (no trap)")
+    func overflowingArchitecturesAreRefused() throws {
+        let parsed = try Self.replay("metadata")
+        let reproducers = parsed.filter { $0.key.hasPrefix("crash-") }
+        #expect(reproducers.count >= 4)
+        for (name, parsed) in reproducers { #expect(!parsed, "metadata/\(name) passed the shape checks") }
+    }
+
+    @Test("float tensors beyond Int64 (inf, 1e30) read as integers without trapping; the files themselves are valid")
+    func integersOfHugeFloatsDoNotTrap() throws {
+        let parsed = try Self.replay("safetensors")
+        let reproducers = parsed.filter { $0.key.hasPrefix("crash-integers-") }
+        #expect(reproducers.count == 2)
+        for (name, parsed) in reproducers { #expect(parsed, "safetensors/\(name) is a valid file but was rejected") }
     }
 
     @Test("every corpus file is named valid-, invalid-, crash-, timeout-, oom- or leak-, so the replay knows what to expect")
@@ -56,7 +79,7 @@ import KilnFuzzing
         for target in FuzzEntry.targets.keys.sorted() {
             for url in Self.files(target) {
                 let name = url.lastPathComponent
-                #expect(name.hasPrefix("valid-") || Self.rejectedPrefixes.contains(where: name.hasPrefix),
+                #expect(["valid-", "invalid-"].contains(where: name.hasPrefix) || Self.reproducerPrefixes.contains(where: name.hasPrefix),
                         "\(target)/\(name) has no prefix saying whether it should parse")
             }
         }
