@@ -43,7 +43,7 @@ CORPUS=$BUILD/corpus/$TARGET
 ARTIFACTS=$BUILD/artifacts/$TARGET
 LOGS=$BUILD/logs
 mkdir -p "$CORPUS" "$ARTIFACTS" "$LOGS"
-OPEN=$(grep -v '^#' Fuzz/Corpus/open-faults.txt 2>/dev/null | awk -v t="$TARGET/" 'index($1, t) == 1 { print substr($1, length(t) + 1) }')
+OPEN=$( (grep -v '^#' Fuzz/Corpus/open-faults.txt 2>/dev/null || true) | awk -v t="$TARGET/" 'index($1, t) == 1 { print substr($1, length(t) + 1) }')
 for seed in Fuzz/Corpus/"$TARGET"/*; do
     name=$(basename "$seed")
     grep -qxF "$name" <<<"$OPEN" && continue
