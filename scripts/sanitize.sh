@@ -17,6 +17,9 @@ esac
 shift
 
 build=".build-$sanitizer"
+# Tests that must behave differently under a sanitizer read this (the full-disk test, whose file
+# size limit would also cut ThreadSanitizer's own shadow file in $TMPDIR short).
+export KILN_SANITIZER="$sanitizer"
 case "$sanitizer" in
   address)
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0:print_summary=1}"
