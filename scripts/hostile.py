@@ -760,25 +760,26 @@ def zero_tensor(st, r):
     return st.build()
 
 
-def rewrite_offsets(st, r, change):
+def packed(st):
+    """A copy of `st` whose tensors are laid out back to back in name order, and those names."""
     st = st.copy()
     names = sorted(st.entries)
     pos = 0
     for n in names:
         st.entries[n]["offsets"] = [pos, pos + len(st.entries[n]["data"])]
         pos += len(st.entries[n]["data"])
+    return st, names
+
+
+def rewrite_offsets(st, r, change):
+    st, names = packed(st)
     name = r.choice(names[1:])
     st.entries[name]["offsets"] = change(st.entries[name]["offsets"])
     return st.build()
 
 
 def offsets_beyond(st):
-    st = st.copy()
-    names = sorted(st.entries)
-    pos = 0
-    for n in names:
-        st.entries[n]["offsets"] = [pos, pos + len(st.entries[n]["data"])]
-        pos += len(st.entries[n]["data"])
+    st, names = packed(st)
     last = names[-1]
     b, e = st.entries[last]["offsets"]
     st.entries[last]["offsets"] = [b + 1024, e + 1024]
@@ -786,12 +787,7 @@ def offsets_beyond(st):
 
 
 def swap_offsets(st, r, same):
-    st = st.copy()
-    names = sorted(st.entries)
-    pos = 0
-    for n in names:
-        st.entries[n]["offsets"] = [pos, pos + len(st.entries[n]["data"])]
-        pos += len(st.entries[n]["data"])
+    st, names = packed(st)
     size = {n: len(st.entries[n]["data"]) for n in names}
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
              if (size[a] == size[b]) == same and st.entries[a]["dtype"] == st.entries[b]["dtype"] and a != b]
@@ -828,12 +824,7 @@ def enc_entries(st):
 
 
 def duplicate_key(st, r, same):
-    st = st.copy()
-    names = sorted(st.entries)
-    pos = 0
-    for n in names:
-        st.entries[n]["offsets"] = [pos, pos + len(st.entries[n]["data"])]
-        pos += len(st.entries[n]["data"])
+    st, names = packed(st)
     name = r.choice(tensor_names(st, optimizer=False))
     e = st.entries[name]
     if same:
