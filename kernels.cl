@@ -1229,6 +1229,34 @@ inline float kiln_bn_tree_sum(__local float* red, float v, int f, int lane, int 
 }
 // Value j (of R * S) of channel c in the chunk starting at sample r0.
 #define KILN_BN_AT(p, j) (p)[((r0 + (j) / S) * C + c) * S + (j) % S]
+// The GPU body of a backward partial: for each channel c of the group and its chunk of samples,
+// partial[2·chunk·C + c] = Σ g and partial[(2·chunk + 1)·C + c] = Σ g·(x − mean) over the
+// PER_SAMPLE values of each sample. ELEMENT(j) sets gv and xv for value j of the chunk (r0, c
+// and j in scope); the lanes stride over the values and a tree sums them. It declares local
+// memory, so it stands at a kernel's outermost scope.
+#define KILN_BN_PARTIAL_GPU(PER_SAMPLE, ELEMENT)                                                 \
+    const int F = get_local_size(0), L = get_local_size(1);                                  \
+    const int f = get_local_id(0), lane = get_local_id(1);                                   \
+    const int c = get_group_id(0) * F + f, chunk = get_group_id(1);                          \
+    if (chunk >= chunks) return;  /* uniform over the group */                               \
+    const int r0 = chunk * R, count = (min(N, r0 + R) - r0) * (PER_SAMPLE);                  \
+    __local float red[KILN_BN_MAX_GROUP];                                                    \
+    float sdy = 0.0f, sdyx = 0.0f;                                                           \
+    if (c < C) {                                                                             \
+        const float m = mean[c];                                                             \
+        for (int j = lane; j < count; j += L) {                                              \
+            float gv, xv;                                                                    \
+            ELEMENT(j)                                                                       \
+            sdy += gv;                                                                       \
+            sdyx += gv * (xv - m);                                                            \
+        }                                                                                    \
+    }                                                                                        \
+    sdy = kiln_bn_tree_sum(red, sdy, f, lane, F, L);                                         \
+    sdyx = kiln_bn_tree_sum(red, sdyx, f, lane, F, L);                                       \
+    if (lane == 0 && c < C) {                                                                \
+        partial[(2 * chunk) * C + c] = sdy;                                                  \
+        partial[(2 * chunk + 1) * C + c] = sdyx;                                             \
+    }
 #endif
 
 // partial[(2*chunk) * C + c] = mean of channel c over samples [chunk*R, min(N, chunk*R + R)),
@@ -1397,27 +1425,9 @@ __kernel void bn_backward_partial(const int N, const int C, const int S, const i
                                   __global const float* mean, __global float* partial) {
     const int chunks = (N + R - 1) / R;
 #ifdef KILN_GPU
-    const int F = get_local_size(0), L = get_local_size(1);
-    const int f = get_local_id(0), lane = get_local_id(1);
-    const int c = get_group_id(0) * F + f, chunk = get_group_id(1);
-    if (chunk >= chunks) return;  // uniform over the group
-    const int r0 = chunk * R, count = (min(N, r0 + R) - r0) * S;
-    __local float red[KILN_BN_MAX_GROUP];
-    float sdy = 0.0f, sdyx = 0.0f;
-    if (c < C) {
-        const float m = mean[c];
-        for (int j = lane; j < count; j += L) {
-            const float g = KILN_BN_AT(dy, j);
-            sdy += g;
-            sdyx += g * (KILN_BN_AT(x, j) - m);
-        }
-    }
-    sdy = kiln_bn_tree_sum(red, sdy, f, lane, F, L);
-    sdyx = kiln_bn_tree_sum(red, sdyx, f, lane, F, L);
-    if (lane == 0 && c < C) {
-        partial[(2 * chunk) * C + c] = sdy;
-        partial[(2 * chunk + 1) * C + c] = sdyx;
-    }
+#define KILN_BN_PLAIN(j) gv = KILN_BN_AT(dy, j); xv = KILN_BN_AT(x, j);
+    KILN_BN_PARTIAL_GPU(S, KILN_BN_PLAIN)
+#undef KILN_BN_PLAIN
 #else
     const int chunk = get_global_id(1);
     if (chunk >= chunks) return;
@@ -2740,29 +2750,14 @@ __kernel void pool_max2_bn_backward_partial(const int N, const int C, const int 
     const int H = g.s1, W = g.s2, OH = g.s3, OW = g.s4, act = g.s6;
     const int chunks = (N + R - 1) / R, P = OH * OW;
 #ifdef KILN_GPU
-    const int F = get_local_size(0), L = get_local_size(1);
-    const int f = get_local_id(0), lane = get_local_id(1);
-    const int c = get_group_id(0) * F + f, chunk = get_group_id(1);
-    if (chunk >= chunks) return;  // uniform over the group
-    const int r0 = chunk * R, count = (min(N, r0 + R) - r0) * P;
-    __local float red[KILN_BN_MAX_GROUP];
-    float sdy = 0.0f, sdyx = 0.0f;
-    if (c < C) {
-        const float m = mean[c];
-        for (int j = lane; j < count; j += L) {
-            const int plane = (r0 + j / P) * C + c;
-            const long e = (long)plane * P + j % P;
-            const float v = kiln_pool2_grad(dy, y, e, act, slope);
-            sdy += v;
-            sdyx += v * (x[(long)plane * H * W + idx[e]] - m);
-        }
-    }
-    sdy = kiln_bn_tree_sum(red, sdy, f, lane, F, L);
-    sdyx = kiln_bn_tree_sum(red, sdyx, f, lane, F, L);
-    if (lane == 0 && c < C) {
-        partial[(2 * chunk) * C + c] = sdy;
-        partial[(2 * chunk + 1) * C + c] = sdyx;
-    }
+    // Value j of the chunk: pooled element e of plane (sample, c); x is read at its window's argmax.
+#define KILN_BN_POOLED(j)                                                                        \
+    const int plane = (r0 + (j) / P) * C + c;                                                    \
+    const long e = (long)plane * P + (j) % P;                                                    \
+    gv = kiln_pool2_grad(dy, y, e, act, slope);                                                  \
+    xv = x[(long)plane * H * W + idx[e]];
+    KILN_BN_PARTIAL_GPU(P, KILN_BN_POOLED)
+#undef KILN_BN_POOLED
 #else
     // gz is non-zero only at each window's saved index, so the sums run over the pooled elements
     // (four at a time), reading x only there.

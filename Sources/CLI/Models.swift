@@ -114,22 +114,12 @@ func loadModel(file: String, options: LoadOptions, features: Int, featureShape: 
     }
     let hint = ModelSpec.from(metadataOf: contents) ? "" : " It records no architecture (a PyTorch state dict?): name it with --architecture mlp (and --hidden, --activation, --batchnorm as for kiln train), cnn or FILE.json."
     let expected = try spec.stateShapes()
-    let given = contents.tensors.mapValues(\.shape)
-    let missing = expected.keys.filter { given[$0] == nil && !$0.hasSuffix("num_batches_tracked") }.sorted()
-    let unexpected = given.keys.filter { expected[$0] == nil }.sorted()
-    let mismatched = expected.keys.sorted().compactMap { name -> String? in
-        guard let shape = given[name], shape != expected[name], !name.hasSuffix("num_batches_tracked") else { return nil }
-        return "\(name): the architecture has \(expected[name] ?? []), the file \(shape)"
-    }
-    guard missing.isEmpty, unexpected.isEmpty, mismatched.isEmpty else {
-        var problems: [String] = []
-        if !missing.isEmpty { problems.append("missing \(missing.prefix(5).joined(separator: ", "))") }
-        if !unexpected.isEmpty { problems.append("unexpected \(unexpected.prefix(5).joined(separator: ", "))") }
-        if !mismatched.isEmpty { problems.append(mismatched.prefix(3).joined(separator: "; ")) }
-        throw Failure(message: "\(file) does not fit its architecture: \(problems.joined(separator: "; ")).\(hint)")
+    if let problems = Module.stateDictProblems(expected: expected.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                               given: contents.tensors.mapValues(\.shape)) {
+        throw Failure(message: "\(file) does not fit its architecture (\(problems)).\(hint)")
     }
     let model = try spec.makeModel(on: device)
-    try Checkpoint.loadModel(model, from: url, device: device)
+    try Checkpoint.loadModel(model, from: contents, name: file, device: device)
     return (model, spec)
 }
 

@@ -112,9 +112,8 @@ struct Train: ParsableCommand {
         print("Model: \(self.model), \(try spec.parameterCount()) parameters, input \(spec.inputShape ?? [full.features])\(augment ? ", augmented" : "")")
         // On --resume the checkpoint's state is read (and checked) first: flags given on the command
         // line win over it; flags left out take the checkpoint's values.
-        let resumed = try resume.map { path in
-            try CheckpointState(metadata: SafeTensorsFile(contentsOf: URL(fileURLWithPath: path)).metadata, file: path)
-        }
+        let checkpoint = try resume.map { try SafeTensorsFile(contentsOf: URL(fileURLWithPath: $0)) }
+        let resumed = try resume.flatMap { path in try checkpoint.map { try CheckpointState(metadata: $0.metadata, file: path) } }
         let optimizerName = try chooseOptimizer(resumed)
         let lr = self.lr ?? resumed?.baseLearningRate ?? 1e-3
         let optimizer = try makeOptimizer(optimizerName, lr: lr, model.parameters)
@@ -140,8 +139,8 @@ struct Train: ParsableCommand {
         }
         let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
         var startEpoch = 0
-        if let resume {
-            startEpoch = try trainer.restore(from: URL(fileURLWithPath: resume), model: model, optimizer: optimizer,
+        if let resume, let checkpoint {
+            startEpoch = try trainer.restore(from: checkpoint, name: resume, model: model, optimizer: optimizer,
                                              historyFile: folder.appendingPathComponent("history.json"))
             print("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
             if let given = self.lr, let recorded = resumed?.learningRate, given != recorded {

@@ -13,12 +13,7 @@ import KilnSupport
 /// - when the cache location is not a usable folder (a file, no permission), says so once on
 ///   stderr and runs uncached: Kiln's binary cache off, PoCL's cache off and its scratch files in
 ///   a private temporary folder.
-public enum DriverCache {
-    /// What `prepare` decided: the PoCL cache folder in use, or nil when caching is off.
-    public private(set) nonisolated(unsafe) static var poclFolder: String?
-    /// Why the caches are off, when they are.
-    public private(set) nonisolated(unsafe) static var problem: String?
-
+enum DriverCache {
     /// Runs `prepare` once; every path to the OpenCL platforms goes through it.
     static let prepared: Void = prepare(ProcessInfo.processInfo.environment)
 
@@ -27,7 +22,6 @@ public enum DriverCache {
         do {
             try createFolder(kiln, purpose: "cache folder")
         } catch {
-            problem = "\(error)"
             BinaryCache.disabled = true
             FileHandle.standardError.write(Data("kiln: warning: \(error) Running without caches (set XDG_CACHE_HOME to a folder, or KILN_CACHE=0).\n".utf8))
             if environment["POCL_CACHE_DIR"] == nil {
@@ -49,7 +43,6 @@ public enum DriverCache {
             }
         }
         setenv("POCL_CACHE_DIR", pocl.path, 1)
-        poclFolder = pocl.path
     }
 
     /// The mark of this process, removed at exit.

@@ -201,12 +201,21 @@ open class Module: CustomStringConvertible {
     /// before uploading anything.
     public func stateDictProblems(shapes: [String: [Int]], extra: [String] = []) -> String? {
         let own = namedParameters() + namedBuffers()
-        let ownNames = Set(own.map(\.name))
-        let missing = own.map(\.name).filter { shapes[$0] == nil && !$0.hasSuffix("num_batches_tracked") }
-        let unexpected = shapes.keys.filter { !ownNames.contains($0) }.sorted()
-        let mismatched = own.compactMap { name, tensor -> String? in
-            guard let given = shapes[name], given != tensor.shape else { return nil }
-            return "\(name): expected \(tensor.shape), got \(given)"
+        return Module.stateDictProblems(expected: own.map { ($0.name, $0.tensor.shape) }, given: shapes, extra: extra)
+    }
+
+    /// The same for a state dict of `given` shapes against the `expected` names and shapes, in
+    /// order (an architecture's, before any model is built). `num_batches_tracked` may be missing
+    /// or hold its one count as [] or [1], as PyTorch accepts.
+    public static func stateDictProblems(expected: [(name: String, shape: [Int])], given: [String: [Int]],
+                                         extra: [String] = []) -> String? {
+        let names = Set(expected.map(\.name))
+        let count = { (name: String) in name.hasSuffix("num_batches_tracked") }
+        let missing = expected.map(\.name).filter { given[$0] == nil && !count($0) }
+        let unexpected = given.keys.filter { !names.contains($0) }.sorted()
+        let mismatched = expected.compactMap { name, shape -> String? in
+            guard let found = given[name], found != shape, !(count(name) && found.reduce(1, *) == 1) else { return nil }
+            return "\(name): expected \(shape), got \(found)"
         } + extra
         guard missing.isEmpty, unexpected.isEmpty, mismatched.isEmpty else {
             var problems: [String] = []

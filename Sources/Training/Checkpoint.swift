@@ -43,9 +43,13 @@ public enum Checkpoint {
     /// Loads a model file (Kiln's or PyTorch's `save_file` of a `state_dict`) into `model`.
     /// Throws naming missing, unexpected or mismatched keys, or what is wrong with the file.
     public static func loadModel(_ model: Module, from url: URL, device: Device? = nil) throws {
-        let file = try SafeTensorsFile(contentsOf: url)
+        try loadModel(model, from: SafeTensorsFile(contentsOf: url), name: url.path, device: device)
+    }
+
+    /// Loads a model file already read (`name` stands for it in errors): shapes checked first.
+    public static func loadModel(_ model: Module, from file: SafeTensorsFile, name: String, device: Device? = nil) throws {
         let device = try device ?? model.parameters.first?.device ?? Tensor.defaultDevice()
-        try checkShapes(file.tensors, of: model, file: url.path)
+        try checkShapes(file.tensors, of: model, file: name)
         try model.load(stateDict: tensors(file.tensors, on: device))
     }
 

@@ -112,6 +112,9 @@ public final class Trainer {
             let start = DispatchTime.now().uptimeNanoseconds
             let skip = epoch == startEpoch ? resumeBatches : 0
             resumeBatches = 0
+            guard skip < train.batchCount else {
+                throw TrainingError("The checkpoint stopped \(skip) batches into epoch \(epoch + 1), but an epoch of this data has \(train.batchCount); resume with the run's data and --batch-size.")
+            }
             let trainLoss: Double, trainAccuracy: Double?
             do {
                 (trainLoss, trainAccuracy) = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train,
@@ -146,13 +149,19 @@ public final class Trainer {
     /// the epochs before it when `historyFile` holds one. Returns the epoch to continue from, for
     /// `fit(startEpoch:)`; the run then continues exactly as if it had not stopped.
     public func restore(from checkpoint: URL, model: Module, optimizer: Optimizer, historyFile: URL? = nil) throws -> Int {
-        let file = try SafeTensorsFile(contentsOf: checkpoint)
+        try restore(from: SafeTensorsFile(contentsOf: checkpoint), name: checkpoint.path, model: model, optimizer: optimizer,
+                    historyFile: historyFile)
+    }
+
+    /// The same for a checkpoint already read; `name` stands for it in errors.
+    public func restore(from file: SafeTensorsFile, name: String, model: Module, optimizer: Optimizer,
+                        historyFile: URL? = nil) throws -> Int {
         // The metadata is checked before any tensor reaches the device.
-        let state = try CheckpointState(metadata: file.metadata, file: checkpoint.path)
+        let state = try CheckpointState(metadata: file.metadata, file: name)
         guard state.epoch < maxEpochs else {
-            throw TrainingError("\(checkpoint.path) has already trained \(state.epoch) epochs; ask for more than \(state.epoch) (--epochs) to continue.")
+            throw TrainingError("\(name) has already trained \(state.epoch) epochs; ask for more than \(state.epoch) (--epochs) to continue.")
         }
-        try Checkpoint.load(model: model, optimizer: optimizer, from: file, name: checkpoint.path, runSteps: state.step)
+        try Checkpoint.load(model: model, optimizer: optimizer, from: file, name: name, runSteps: state.step)
         for callback in callbacks { try callback.restore(checkpointState: file.metadata) }
         globalStep = state.step
         resumeBatches = state.batchesDone

@@ -116,6 +116,15 @@ struct ReliabilityTests {
         try expectRefused(try forged { $0.tensors["0.weight"] = try? SafeTensor(floats: Array(repeating: 0, count: 12), shape: [3, 4]) },
                           "shape mismatch")
         try expectRefused(try forged { $0.metadata["epoch"] = "4"; $0.metadata["step"] = "12" }, "already trained 4 epochs")
+        // A position inside the epoch past the data's batches is refused when training would start.
+        let (model2, optimizer2) = try fresh()
+        let trainer = quietTrainer(4)
+        let start = try trainer.restore(from: try forged { $0.metadata["epoch"] = "1"; $0.metadata["epoch_batches"] = "3" },
+                                        model: model2, optimizer: optimizer2)
+        let past = #expect(throws: TrainingError.self) {
+            try trainer.fit(model: model2, loss: CrossEntropyLoss(), optimizer: optimizer2, train: data, startEpoch: start)
+        }
+        #expect(past?.description.contains("3 batches into epoch 2, but an epoch of this data has 3") == true, "\(String(describing: past))")
     }
 
     @Test("the NaN guard names the first step whose loss was not finite, read once at the end of the epoch")

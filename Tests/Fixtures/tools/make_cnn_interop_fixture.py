@@ -7,24 +7,15 @@ Fashion-MNIST test images with PyTorch's eval-mode logits and classes.
 Run:  python3 Tests/Fixtures/tools/make_cnn_interop_fixture.py Tests/Fixtures/interop
 Needs torch, safetensors and the Fashion-MNIST files (/usr/share/datasets/fashion-mnist).
 """
-import gzip
 import json
 import sys
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from fashion import idx
+
 folder = sys.argv[1] if len(sys.argv) > 1 else "."
-root = "/usr/share/datasets/fashion-mnist"
-
-
-def idx(name):
-    with gzip.open(f"{root}/{name}.gz") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 architecture = [

@@ -5,23 +5,13 @@ images with PyTorch's eval-mode classes. Used by the CLI tests when torch is ins
 
 Usage: python3 make_torch_cnn.py MODEL.safetensors EXPECTED.safetensors
 """
-import gzip
 import sys
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
+
+from fashion import idx
 from torch import nn
-
-root = "/usr/share/datasets/fashion-mnist"
-
-
-def idx(name):
-    with gzip.open(f"{root}/{name}.gz") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 torch.manual_seed(0)
