@@ -10,7 +10,7 @@ struct Devices: ParsableCommand {
 
     @OptionGroup var options: DeviceOptions
 
-    @Flag(name: .long, help: "Print JSON instead of a table.")
+    @Flag(name: .long, help: "Write JSON Lines instead of a table: one {\"type\": \"device\", ...} object per device.")
     var json = false
 
     func run() throws {
@@ -62,9 +62,9 @@ struct Devices: ParsableCommand {
                 try container.encode(isDefault, forKey: .isDefault)
             }
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let entries = devices.map { Entry(info: $0, selectors: $0.selectors, isDefault: $0 == defaultIndex) }
-        print(String(decoding: try encoder.encode(entries), as: UTF8.self))
+        let console = Console(json: true)
+        for info in devices {
+            try console.emit(Entry(info: info, selectors: info.selectors, isDefault: info == defaultIndex), type: "device")
+        }
     }
 }

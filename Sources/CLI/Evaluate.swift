@@ -5,7 +5,13 @@ import Kiln
 /// `kiln evaluate`: test loss, accuracy, per-class accuracy and the confusion matrix.
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a model file on the test set: loss, accuracy, per-class accuracy, confusion matrix.")
+        abstract: "Evaluate a model file on the test set: loss, accuracy, per-class precision, recall and F1, confusion matrix.",
+        discussion: """
+            --json writes one JSON line: {"type": "evaluation", "accuracy", "loss", "samples", "device", \
+            "per_class_accuracy": {name: recall}, "precision", "recall", "f1", "support": {name: value}, \
+            "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "confusion_matrix": [[count]] \
+            (rows: true class)}.
+            """)
 
     @Option(help: ArgumentHelp("A model file (Kiln's, or a PyTorch state dict with --architecture).", valueName: "file"))
     var model: String
@@ -13,7 +19,7 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var load: LoadOptions
     @Option(parsing: .unconditional, help: "Use only the first N test samples.") var limit: Int?
-    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Write one JSON line to stdout (see the discussion) and everything else to stderr.") var json = false
 
     func run() throws {
         do { try evaluate() } catch let error as ValidationError { throw error } catch { throw Failure(error) }
@@ -29,31 +35,39 @@ struct Evaluate: ParsableCommand {
         let trainer = Trainer(maxEpochs: 0)
         let (loss, accuracy) = try trainer.evaluate(model: network, loss: CrossEntropyLoss(), data: loader)
         let (predicted, _) = try trainer.predict(model: network, data: loader)
-        var matrix = Array(repeating: Array(repeating: 0, count: test.classes), count: test.classes)
-        for (p, t) in zip(predicted, test.labels) where p < test.classes && t < test.classes { matrix[t][p] += 1 }
-        let perClass = matrix.enumerated().map { i, row in Double(row[i]) / Double(max(row.reduce(0, +), 1)) }
-        if json {
-            let object: [String: Any] = ["accuracy": accuracy ?? 0, "loss": loss, "samples": test.count,
-                                         "per_class_accuracy": Dictionary(uniqueKeysWithValues: zip(test.classNames, perClass)),
-                                         "confusion_matrix": matrix, "device": device.info.name]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
-            return
-        }
+        let report = try ClassificationReport(predicted: predicted.map { min($0, test.classes - 1) }, truth: test.labels,
+                                              classes: test.classes)
+        let console = Console(json: json)
+        func byClass<T>(_ values: [T]) -> [String: T] { Dictionary(uniqueKeysWithValues: zip(test.classNames, values)) }
+        try console.emit(["type": "evaluation", "accuracy": accuracy ?? 0, "loss": loss, "samples": test.count,
+                          "per_class_accuracy": byClass(report.recall), "precision": byClass(report.precision),
+                          "recall": byClass(report.recall), "f1": byClass(report.f1), "support": byClass(report.support),
+                          "macro_precision": report.macroPrecision, "macro_recall": report.macroRecall,
+                          "macro_f1": report.macroF1, "weighted_f1": report.weightedF1,
+                          "confusion_matrix": report.confusion, "device": device.info.name])
+        guard !json else { return }
         print("Device: \(device)")
         print(String(format: "Test loss %.4f, accuracy %.2f%% on %d images", loss, (accuracy ?? 0) * 100, test.count))
-        print("Per-class accuracy:")
-        for (name, value) in zip(test.classNames, perClass) {
-            print("  \(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%6.2f%%", value * 100))")
+        print("class          precision  recall      f1  support")
+        for (i, name) in test.classNames.enumerated() {
+            print("  \(name.padding(toLength: 12, withPad: " ", startingAt: 0)) " + [report.precision[i], report.recall[i], report.f1[i]]
+                .map { String(format: "%8.4f", $0) }.joined() + String(report.support[i]).leftPadded(9))
         }
+        print(String(format: "  macro avg    %8.4f%8.4f%8.4f%9d", report.macroPrecision, report.macroRecall, report.macroF1, test.count))
+        print(String(format: "  weighted F1                   %8.4f", report.weightedF1))
         print("Confusion matrix (rows: true class, columns: predicted):")
-        for row in matrix { print("  " + row.map { String($0).leftPadded(5) }.joined()) }
+        for row in report.confusion { print("  " + row.map { String($0).leftPadded(5) }.joined()) }
     }
 }
 
 /// `kiln predict`: classes and probabilities for test images by index, or for an IDX image file.
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Predict classes with a model file, for test-set images by index or for an IDX image file.")
+        abstract: "Predict classes with a model file, for test-set images by index or for an IDX image file.",
+        discussion: """
+            --json writes one JSON line per image: {"type": "prediction", "index", "class", "name", \
+            "probability", "probabilities": [per class], "true_class", "true_name" (test images only)}.
+            """)
 
     @Option(help: ArgumentHelp("A model file.", valueName: "file")) var model: String
     @Option(parsing: .unconditional, help: ArgumentHelp("Indices of the images to classify, comma-separated: of the test set (default 0), or of --images (default all).", valueName: "list"))
@@ -63,6 +77,7 @@ struct Predict: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var load: LoadOptions
+    @Flag(help: "Write one JSON line per image to stdout (see the discussion).") var json = false
 
     /// `--index 0,5,9`: whole numbers ≥ 0, no empty items.
     static func parseIndices(_ text: String) throws -> [Int] {
@@ -125,12 +140,18 @@ struct Predict: ParsableCommand {
             try network(Tensor(pixels, shape: [count] + (spec.inputShape ?? [features]), on: device)).softmax().toArray()
         }
         let classes = probabilities.count / count
+        let console = Console(json: json)
+        func name(_ c: Int) -> String { c < classNames.count ? classNames[c] : String(c) }
+        let numbers = indices ?? (images == nil ? [0] : Array(0..<count))
         for i in 0..<count {
             let row = Array(probabilities[i * classes..<(i + 1) * classes])
             let best = row.indices.max { row[$0] < row[$1] } ?? 0
-            let name = best < classNames.count ? classNames[best] : String(best)
-            let label = truth.map { " (true: \($0[i] < classNames.count ? classNames[$0[i]] : String($0[i])))" } ?? ""
-            print("\(i): class \(best) \(name)  p=\(String(format: "%.4f", row[best]))\(label)")
+            var line: [String: Any] = ["type": "prediction", "index": numbers[i], "class": best, "name": name(best),
+                                       "probability": row[best].decimalDouble, "probabilities": row.map(\.decimalDouble)]
+            if let truth { (line["true_class"], line["true_name"]) = (truth[i], name(truth[i])) }
+            try console.emit(line)
+            let label = truth.map { " (true: \(name($0[i])))" } ?? ""
+            if !json { print("\(numbers[i]): class \(best) \(name(best))  p=\(String(format: "%.4f", row[best]))\(label)") }
         }
     }
 }

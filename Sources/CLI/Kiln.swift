@@ -9,7 +9,7 @@ struct KilnCommand: ParsableCommand {
         commandName: "kiln",
         abstract: "Deep learning in Swift on any OpenCL device.",
         version: kilnVersion,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, BenchCommand.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, Cache.self, BenchCommand.self])
 
     /// Parses and runs the command. A `ValidationError` found while running (a file that does not
     /// fit, an index out of range) prints the usage of the subcommand that was run, not kiln's.
@@ -22,7 +22,9 @@ struct KilnCommand: ParsableCommand {
             exit(withError: ExitCode.validationFailure)
         }
         let command: any ParsableCommand
-        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        // `kiln bench --json FILE` of earlier versions is `--json-file FILE` now.
+        let upgraded = arguments.first == "bench" ? ["bench"] + BenchCommand.upgradingArguments(Array(arguments.dropFirst())) : arguments
+        do { command = try parseAsRoot(upgraded) } catch { exit(withError: error) }
         var running = command
         do { try running.run() } catch let error as ValidationError {
             let type = Swift.type(of: command)

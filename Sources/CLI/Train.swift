@@ -19,8 +19,18 @@ struct Train: ParsableCommand {
             [{"type": "Conv2d", "in": 1, "out": 12, "kernel": 5, "stride": 2, "padding": 2}, {"type": "ReLU"}, \
             {"type": "Flatten"}, {"type": "Linear", "in": 2352, "out": 10}].
 
-            Writes history.json, history.csv, curves.svg, confusion.svg, samples.svg, model.safetensors \
-            and last.safetensors (a checkpoint for --resume) into --out.
+            Each run writes history.json, history.csv, curves.svg, confusion.svg, samples.svg, \
+            model.safetensors and last.safetensors (a checkpoint for --resume) into a new folder \
+            runs/version_N, and points runs/latest at it (--out names the folder instead). The validation \
+            split is held out of the training data (--val-fraction); the test set is evaluated once, at the end.
+
+            --schedule takes one schedule or several separated by commas, which multiply \
+            (warmup,cosine: a linear warm-up over the first epoch times a cosine decay).
+
+            --json writes JSON Lines to stdout, one object per line, everything else going to stderr: \
+            {"type": "epoch", "epoch", "epochs", "step", "train_loss", "train_accuracy", "val_loss", \
+            "val_accuracy", "seconds", "samples_per_second", "learning_rate"} after each epoch, then \
+            {"type": "result", "test_accuracy", "test_loss", "test_samples", "epoch_seconds", "device", "run_folder"}.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -37,19 +47,29 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Learning rate (default 0.001; on --resume, the checkpoint's unless given).") var lr: Float?
     @Option(parsing: .unconditional, help: "Momentum (sgd, rmsprop).") var momentum: Float = 0
     @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Weight decay (adamw default 0.01).") var weightDecay: Float?
-    @Option(help: "Learning-rate schedule: none, step (×0.1 every 3 epochs), cosine, or warmup (linear over the first epoch).")
+    @Option(help: "Learning-rate schedule: none, step (×0.1 every 3 epochs), cosine, warmup (linear over the first epoch), onecycle (peaking at --lr after 30% of the steps), plateau (×0.1 when val_loss stalls for 2 epochs); several separated by commas multiply (warmup,cosine).")
     var schedule = "none"
+    @Option(name: .customLong("clip-grad-norm"), parsing: .unconditional, help: ArgumentHelp("Scale the gradients so that their total norm is at most this (torch.nn.utils.clip_grad_norm_).", valueName: "max"))
+    var clipGradNorm: Float?
+    @Option(name: .customLong("clip-grad-value"), parsing: .unconditional, help: ArgumentHelp("Clamp every gradient to ±this (torch.nn.utils.clip_grad_value_).", valueName: "value"))
+    var clipGradValue: Float?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Sum the gradients of N batches before each optimizer step (Lightning's accumulate_grad_batches).", valueName: "n"))
+    var accumulate = 1
     @Option(parsing: .unconditional, help: "Seed for initialization, shuffling and dropout.", transform: wholeNumber("--seed"))
     var seed: UInt64 = 0
-    @Option(name: .customLong("val-fraction"), parsing: .unconditional, help: "Fraction of the training set held out for validation (0: validate on the test set).")
-    var valFraction: Double = 0
+    @Option(name: .customLong("val-fraction"), parsing: .unconditional, help: "Fraction of the training set held out for validation after each epoch (0: no validation).")
+    var valFraction: Double = 0.1
     @Option(parsing: .unconditional, help: "Use only the first N training samples.") var limit: Int?
     @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Use only the first N test samples.") var testLimit: Int?
-    @Option(help: ArgumentHelp("Run folder.", valueName: "dir")) var out = "runs/latest"
+    @Option(help: ArgumentHelp("Run folder (default: a new version_N in --runs; on --resume, the checkpoint's folder).", valueName: "dir"))
+    var out: String?
+    @Option(help: ArgumentHelp("Where new run folders go: DIR/version_N, with DIR/latest pointing at the newest.", valueName: "dir"))
+    var runs = "runs"
     @Option(help: ArgumentHelp("Resume from a checkpoint written by an earlier run (last.safetensors).", valueName: "file"))
     var resume: String?
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Steps between loss read-backs.") var logEvery = 100
-    @Flag(help: "End with one JSON line: test accuracy, epoch seconds, device.") var json = false
+    @Flag(help: "Write JSON Lines to stdout (one line per epoch, then the result; see the discussion) and everything else to stderr.")
+    var json = false
     @Flag(help: "Record each kernel's device time (OpenCL profiling events) and print the top kernels, launches per step and pool statistics at the end.")
     var profile = false
 
@@ -63,15 +83,31 @@ struct Train: ParsableCommand {
             throw ValidationError("--weight-decay must be a finite number ≥ 0; got \(weightDecay).")
         }
         guard logEvery >= 1 else { throw ValidationError("--log-every must be ≥ 1; got \(logEvery).") }
-        guard !out.isEmpty else { throw ValidationError("--out needs a folder name; got an empty one.") }
+        if let out, out.isEmpty { throw ValidationError("--out needs a folder name; got an empty one.") }
+        guard !runs.isEmpty else { throw ValidationError("--runs needs a folder name; got an empty one.") }
+        if let clipGradNorm, !(clipGradNorm.isFinite && clipGradNorm > 0) {
+            throw ValidationError("--clip-grad-norm must be a positive number; got \(clipGradNorm).")
+        }
+        if let clipGradValue, !(clipGradValue.isFinite && clipGradValue > 0) {
+            throw ValidationError("--clip-grad-value must be a positive number; got \(clipGradValue).")
+        }
+        if clipGradNorm != nil, clipGradValue != nil {
+            throw ValidationError("Give --clip-grad-norm or --clip-grad-value, not both.")
+        }
+        guard (1...1 << 20).contains(accumulate) else { throw ValidationError("--accumulate must be from 1 to \(1 << 20); got \(accumulate).") }
         if let resume, resume.isEmpty { throw ValidationError("--resume needs a checkpoint file; got an empty name.") }
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number; got \(lr).") }
         guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1); got \(valFraction).") }
         if let optimizer, !Self.optimizers.contains(optimizer.lowercased()) {
             throw ValidationError("--optimizer must be sgd, adam, adamw or rmsprop; got \"\(optimizer)\".")
         }
-        guard ["none", "step", "cosine", "warmup"].contains(schedule) else {
-            throw ValidationError("--schedule must be none, step, cosine or warmup; got \"\(schedule)\".")
+        let schedules = schedule.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard schedules.allSatisfy(Self.schedules.contains) else {
+            throw ValidationError("--schedule takes \(Self.schedules.joined(separator: ", ")), or several separated by commas; got \"\(schedule)\".")
+        }
+        if schedules.contains("plateau") {
+            guard schedules.count == 1 else { throw ValidationError("--schedule plateau follows the validation loss and cannot be combined; got \"\(schedule)\".") }
+            guard valFraction > 0 else { throw ValidationError("--schedule plateau needs validation data: give --val-fraction above 0.") }
         }
         if let limit, limit < 2 { throw ValidationError("--limit must be ≥ 2; got \(limit).") }
         if let testLimit, testLimit < 1 { throw ValidationError("--test-limit must be ≥ 1; got \(testLimit).") }
@@ -79,37 +115,56 @@ struct Train: ParsableCommand {
         guard !model.isEmpty else { throw ValidationError("--model takes mlp, cnn or FILE.json; got an empty name.") }
     }
 
+    static let schedules = ["none", "step", "cosine", "warmup", "onecycle", "plateau"]
+
+    var console: Console { Console(json: json) }
+
     func run() throws {
         Interrupts.install()
-        do { try train() } catch let stop as TrainingInterrupted {
-            let last = URL(fileURLWithPath: out).appendingPathComponent("last.safetensors").path
-            print("\(stop) Saved \(last); continue with: kiln train --resume \(last) --out \(out) (and the same flags).")
+        var folder: URL?
+        do {
+            folder = try runFolder()
+            if let folder { try train(into: folder) }
+        } catch let stop as TrainingInterrupted {
+            let last = (folder ?? URL(fileURLWithPath: out ?? runs)).appendingPathComponent("last.safetensors").path
+            console.say("\(stop) Saved \(last); continue with: kiln train --resume \(last) (and the same flags).")
+            try? console.emit(["type": "interrupted", "signal": stop.signal, "step": stop.step, "checkpoint": last])
             fflush(nil)
             throw ExitCode(stop.exitStatus)
         } catch let error as ValidationError { throw error } catch { throw Failure(error) }
     }
 
-    func train() throws {
+    /// `--out`, else the folder of the checkpoint `--resume` continues, else a new `runs/version_N`.
+    func runFolder() throws -> URL {
+        if let out {
+            let folder = URL(fileURLWithPath: out)
+            try createFolder(folder, purpose: "run folder")
+            return folder
+        }
+        if let resume { return URL(fileURLWithPath: resume).deletingLastPathComponent() }
+        return try RunFolder.create(in: URL(fileURLWithPath: runs))
+    }
+
+    func train(into folder: URL) throws {
         let device = try deviceOptions.open(profiling: profile)
-        print("Device: \(device)")
+        console.say("Device: \(device)")
         RandomState.manualSeed(seed)
-        let folder = URL(fileURLWithPath: out)
-        try createFolder(folder, purpose: "run folder")
 
         let full = try MNISTDataset(folder: dataOptions.folder, split: .train, limit: limit)
         let test = try MNISTDataset(folder: dataOptions.folder, split: .test, limit: testLimit)
-        let (trainSet, validationSet): (MNISTDataset, MNISTDataset)
+        let trainSet: MNISTDataset, validationSet: MNISTDataset?
         if valFraction > 0 {
             (trainSet, validationSet) = try full.split(validationFraction: valFraction, seed: seed)
         } else {
-            (trainSet, validationSet) = (full, test)
+            (trainSet, validationSet) = (full, nil)
         }
-        print("Data: \(trainSet.count) training, \(validationSet.count) \(valFraction > 0 ? "validation" : "test (validation)") samples from \(dataOptions.data)")
+        console.say("Data: \(trainSet.count) training, \(validationSet.map { "\($0.count) validation" } ?? "no validation") and \(test.count) test samples from \(dataOptions.data)")
+        console.say("Run folder: \(folder.path)")
 
         let spec = try architecture.architecture(self.model, features: full.features, featureShape: full.featureShape,
                                                  classes: full.classes)
         let model = try spec.makeModel(on: device)
-        print("Model: \(self.model), \(try spec.parameterCount()) parameters, input \(spec.inputShape ?? [full.features])\(augment ? ", augmented" : "")")
+        console.say("Model: \(self.model), \(try spec.parameterCount()) parameters, input \(spec.inputShape ?? [full.features])\(augment ? ", augmented" : "")")
         // On --resume the checkpoint's state is read (and checked) first: flags given on the command
         // line win over it; flags left out take the checkpoint's values.
         let checkpoint = try resume.map { try SafeTensorsFile(contentsOf: URL(fileURLWithPath: $0)) }
@@ -118,9 +173,9 @@ struct Train: ParsableCommand {
         let lr = self.lr ?? resumed?.baseLearningRate ?? 1e-3
         let optimizer = try makeOptimizer(optimizerName, lr: lr, model.parameters)
         let trainLoader = try DataLoader(trainSet, batchSize: batchSize, shuffle: true, seed: seed, on: device)
-        let validationLoader = try DataLoader(validationSet, batchSize: 1000, on: device)
+        let validationLoader = try validationSet.map { try DataLoader($0, batchSize: 1000, on: device) }
         let testLoader = try DataLoader(test, batchSize: 1000, on: device)
-        for loader in [trainLoader, validationLoader, testLoader] { loader.inputShape = spec.inputShape }
+        for loader in [trainLoader, validationLoader, testLoader].compactMap({ $0 }) { loader.inputShape = spec.inputShape }
         if augment {
             guard spec.inputShape?.count == 3 else {
                 throw ValidationError("--augment needs an image model (its input [C, H, W]); \(self.model) takes \(spec.inputShape ?? [])).")
@@ -130,22 +185,38 @@ struct Train: ParsableCommand {
 
         let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
                         "base_learning_rate": String(lr)]
-        var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: "val_accuracy", metadata: metadata)]
-        switch schedule {
-        case "step": callbacks.append(LRScheduler(.step(stepSize: 3, gamma: 0.1), base: Double(lr)))
-        case "cosine": callbacks.append(LRScheduler(.cosine(period: epochs, minimum: 0), base: Double(lr)))
-        case "warmup": callbacks.append(LRScheduler(.linearWarmup(steps: trainLoader.batchesPerEpoch, startFactor: 0.1), base: Double(lr)))
-        default: break
+        var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",
+                                                         metadata: metadata)]
+        let stepsPerEpoch = (trainLoader.batchesPerEpoch + accumulate - 1) / accumulate
+        var chain: [LRSchedule] = []
+        for name in schedule.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            switch name {
+            case "step": chain.append(.step(stepSize: 3, gamma: 0.1))
+            case "cosine": chain.append(.cosine(period: epochs, minimum: 0))
+            case "warmup": chain.append(.linearWarmup(steps: stepsPerEpoch, startFactor: 0.1))
+            case "onecycle": chain.append(.oneCycle(totalSteps: max(1, epochs * stepsPerEpoch)))
+            case "plateau": callbacks.append(try ReduceLROnPlateau(monitor: "val_loss", patience: 2))
+            default: break
+            }
         }
+        if !chain.isEmpty { callbacks.append(LRScheduler(chain.count == 1 ? chain[0] : .chained(chain), base: Double(lr))) }
+        if json { callbacks.append(EpochLines(console: console, epochs: epochs)) }
         let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
+        trainer.accumulateGradBatches = accumulate
+        if let clipGradNorm { trainer.gradientClipping = .norm(clipGradNorm) }
+        if let clipGradValue { trainer.gradientClipping = .value(clipGradValue) }
+        if json {
+            trainer.log = { [console] line in console.say(line) }
+            trainer.progressBar = false
+        }
         var startEpoch = 0
         if let resume, let checkpoint {
             startEpoch = try trainer.restore(from: checkpoint, name: resume, model: model, optimizer: optimizer,
                                              historyFile: folder.appendingPathComponent("history.json"))
-            print("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
+            console.say("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
             if let given = self.lr, let recorded = resumed?.learningRate, given != recorded {
                 optimizer.learningRate = given
-                print("Learning rate: --lr \(given) replaces the checkpoint's \(recorded).")
+                console.say("Learning rate: --lr \(given) replaces the checkpoint's \(recorded).")
             }
         }
         let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,
@@ -154,19 +225,17 @@ struct Train: ParsableCommand {
         if profile {
             let steps = max(trainer.globalStep, 1)
             let stats = device.pool.statistics
-            print("Profile: \(device.queue.launches) kernel launches, \(String(format: "%.1f", Double(device.queue.launches) / Double(steps))) per step (validation included); pool \(stats.hits) hits, \(stats.misses) misses, \(formatBytes(stats.peakBytesLive)) peak live")
-            print(device.queue.profiler.table(top: 15))
+            console.say("Profile: \(device.queue.launches) kernel launches, \(String(format: "%.1f", Double(device.queue.launches) / Double(steps))) per step (validation included); pool \(stats.hits) hits, \(stats.misses) misses, \(formatBytes(stats.peakBytesLive)) peak live")
+            console.say(device.queue.profiler.table(top: 15))
         }
         let (testLoss, testAccuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
-        print(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
+        console.say(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
         try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)
         try writePlots(model: model, trainer: trainer, test: test, loader: testLoader, folder: folder)
-        print("Wrote \(folder.path)/model.safetensors, history.json, history.csv and plots.")
-        if json {
-            let line: [String: Any] = ["test_accuracy": testAccuracy ?? 0, "test_loss": testLoss,
-                                       "epoch_seconds": history.records.map(\.seconds), "device": device.info.name]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
-        }
+        console.say("Wrote \(folder.path)/model.safetensors, history.json, history.csv and plots.")
+        try console.emit(["type": "result", "test_accuracy": testAccuracy ?? 0, "test_loss": testLoss, "test_samples": test.count,
+                          "epoch_seconds": history.records.map(\.seconds), "device": device.info.name,
+                          "run_folder": folder.path])
     }
 
     static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]
@@ -206,4 +275,17 @@ func writePlots(model: Module, trainer: Trainer, test: MNISTDataset, loader: Dat
     try SVGPlot.write(SVGPlot.imageGrid(images: images, predicted: Array(predicted.prefix(shown)),
                                         truth: Array(test.labels.prefix(shown)), classNames: test.classNames),
                       to: folder.appendingPathComponent("samples.svg"))
+}
+
+/// `kiln train --json`: one JSON line per epoch.
+final class EpochLines: Callback {
+    let console: Console, epochs: Int
+    init(console: Console, epochs: Int) { (self.console, self.epochs) = (console, epochs) }
+
+    func epochEnd(_ trainer: Trainer, epoch: Int, record: EpochRecord) throws {
+        var line: [String: Any] = ["type": "epoch", "epochs": epochs, "step": trainer.globalStep]
+        for name in ["epoch"] + EpochRecord.metricNames { line[name] = record.value(of: name) ?? NSNull() }
+        line["epoch"] = record.epoch
+        try console.emit(line)
+    }
 }

@@ -58,6 +58,17 @@ public struct BinaryCache: Sendable {
         return payload
     }
 
+    /// Stores `binary` under `key`, with a description of what it was built for (`key.json`, for
+    /// `kiln cache`); failures are ignored (the cache is only an optimisation).
+    public func store(_ binary: [UInt8], key: String, for device: DeviceInfo) {
+        store(binary, key: key)
+        let description = EntryDescription(device: device.name, platform: "\(device.platformName) \(device.platformVersion)",
+                                           driver: device.driverVersion, kiln: kilnVersion)
+        if let data = try? JSONEncoder().encode(description) {
+            try? writeAtomically(data, to: directory.appendingPathComponent("\(key).json"))
+        }
+    }
+
     /// Stores `binary` under `key`; failures are ignored (the cache is only an optimisation).
     public func store(_ binary: [UInt8], key: String) {
         var bytes = Self.magic
@@ -75,5 +86,81 @@ public struct BinaryCache: Sendable {
 
     private static func checksum(_ payload: [UInt8]) -> String {
         stableHash(bytes: payload)
+    }
+
+    /// What an entry was built for, kept beside it as `KEY.json`.
+    public struct EntryDescription: Codable, Sendable, Equatable {
+        /// The device name, the platform with its version, the driver version and Kiln's version.
+        public var device: String, platform: String, driver: String, kiln: String
+    }
+
+    /// One cached program binary, as `kiln cache` lists it.
+    public struct Entry: Sendable, Equatable {
+        /// The cache key (the file name without `.bin`).
+        public var key: String
+        /// Bytes on disk, the binary and its description together.
+        public var bytes: Int
+        /// When it was written.
+        public var modified: Date
+        /// What it was built for; nil for entries of Kiln versions that did not record it, or a
+        /// description that cannot be read.
+        public var description: EntryDescription?
+    }
+
+    /// The entries of the cache, newest first (none when the folder does not exist). Files that
+    /// are not entries are left out.
+    public func entries() -> [Entry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".bin") && !$0.hasPrefix(".") }.compactMap { name -> Entry? in
+            let key = String(name.dropLast(4))
+            let binary = directory.appendingPathComponent(name), side = directory.appendingPathComponent("\(key).json")
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: binary.path),
+                  attributes[.type] as? FileAttributeType == .typeRegular else { return nil }
+            let sideBytes = (try? FileManager.default.attributesOfItem(atPath: side.path))?[.size] as? Int ?? 0
+            let description = (try? readRegularFile(side, what: "cache entry description", limit: 1 << 16))
+                .flatMap { try? JSONDecoder().decode(EntryDescription.self, from: $0) }
+            return Entry(key: key, bytes: (attributes[.size] as? Int ?? 0) + sideBytes,
+                         modified: attributes[.modificationDate] as? Date ?? .distantPast, description: description)
+        }.sorted { $0.modified > $1.modified }
+    }
+
+    /// The folder PoCL's own kernel cache is kept in (when Kiln placed it; see `DriverCache`).
+    public var driverCacheFolder: URL { directory.appendingPathComponent("pocl") }
+
+    /// Bytes under `folder`, counted file by file (0 when it does not exist).
+    public static func bytes(under folder: URL) -> Int {
+        guard let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) else { return 0 }
+        var total = 0
+        for case let url as URL in walker {
+            let values = try? url.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey])
+            if values?.isRegularFile == true { total += values?.fileSize ?? 0 }
+        }
+        return total
+    }
+
+    /// Removes every entry (binaries, descriptions, temporary files) and, with `driverCache`, the
+    /// contents of PoCL's cache folder. Returns the bytes freed.
+    /// - Throws: `FileError` naming a file that could not be removed.
+    @discardableResult
+    public func clear(driverCache: Bool = true) throws -> Int {
+        var freed = 0
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasSuffix(".bin") || name.hasSuffix(".json") || name.hasSuffix(".tmp") {
+            let url = directory.appendingPathComponent(name)
+            let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int ?? 0
+            guard unlink(url.path) == 0 || errno == ENOENT else { throw FileError("remove the cache entry", url.path, errno: errno) }
+            freed += size
+        }
+        if driverCache {
+            let pocl = driverCacheFolder
+            freed += Self.bytes(under: pocl)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: pocl.path)) ?? [] {
+                let url = pocl.appendingPathComponent(name)
+                do { try FileManager.default.removeItem(at: url) } catch {
+                    throw FileError(path: url.path, message: "Cannot remove \(url.path) from PoCL's cache: \(error.localizedDescription). Remove it by hand.")
+                }
+            }
+        }
+        return freed
     }
 }

@@ -82,7 +82,7 @@ public final class Program: @unchecked Sendable {
             clReleaseProgram(program)
             throw DeviceError.buildFailed(device: device.info.name, status: CLStatus(status), options: options, log: log)
         }
-        if let cache, let binary = binary(of: program) { cache.store(binary, key: key) }
+        if let cache, let binary = binary(of: program) { cache.store(binary, key: key, for: device.info) }
         return Program(handle: program, deviceID: device.id, buildSeconds: seconds(), fromBinaryCache: false)
     }
 

@@ -62,9 +62,17 @@ extension KernelLibrary {
     ///                                      runningVar: nil, y: y, saveMean: mean, saveInvstd: invstd)
     /// ```
     /// - Parameters:
-    ///   - gamma, beta: the affine weight and bias (`channels` each), both or neither.
-    ///   - runningMean, runningVar: running statistics (`channels` each), both or neither.
-    ///   - saveMean, saveInvstd: outputs, `channels` each.
+    ///   - x: the input, `samples × channels × spatial` values.
+    ///   - shape: the layout of `x`.
+    ///   - gamma: the affine weight (`channels` values); with `beta`, or neither.
+    ///   - beta: the affine bias (`channels` values).
+    ///   - runningMean: the running mean (`channels` values), updated in place; with `runningVar`, or neither.
+    ///   - runningVar: the running (unbiased) variance, updated in place.
+    ///   - hyper: `eps` and `momentum`.
+    ///   - activation: an activation applied to the output in the same pass.
+    ///   - y: the output, as `x`.
+    ///   - saveMean: output: the batch mean per channel.
+    ///   - saveInvstd: output: `1 / sqrt(var + eps)` per channel, for the backward pass.
     /// - Throws: `ShapeError` on mismatched lengths, or one value per channel (the unbiased
     ///   variance is undefined; PyTorch raises too).
     public func batchNormForwardTraining(x: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
@@ -148,8 +156,15 @@ extension KernelLibrary {
     /// `Σdy·x̂`, `x̂ = (x - mean) * invstd`) and one element-wise pass,
     /// `dx = gamma * invstd / M * (M * dy - Σdy - x̂ * Σdy·x̂)`, `dgamma = Σdy·x̂`, `dbeta = Σdy`.
     /// - Parameters:
-    ///   - saveMean, saveInvstd: from `batchNormForwardTraining`.
-    ///   - gamma, dgamma, dbeta: all three (affine) or none.
+    ///   - x: the forward input.
+    ///   - dy: the gradient of the output.
+    ///   - shape: the layout of `x`.
+    ///   - gamma: the affine weight; with `dgamma` and `dbeta`, or none of the three.
+    ///   - saveMean: from `batchNormForwardTraining`.
+    ///   - saveInvstd: from `batchNormForwardTraining`.
+    ///   - dx: output: the gradient of `x`.
+    ///   - dgamma: output: the gradient of `gamma`.
+    ///   - dbeta: output: the gradient of `beta`.
     /// - Throws: `ShapeError` on mismatched lengths.
     public func batchNormBackward(x: Buffer<Float>, dy: Buffer<Float>, shape: BatchNormShape, gamma: Buffer<Float>?,
                                   saveMean: Buffer<Float>, saveInvstd: Buffer<Float>, dx: Buffer<Float>,

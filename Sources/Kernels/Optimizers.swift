@@ -90,7 +90,12 @@ extension KernelLibrary {
     /// try kernels.sgdStep(param: w, grad: dw, momentumBuffer: momentum,
     ///                     hyper: SGDHyperparameters(lr: 0.1, momentum: 0.9), firstStep: true)   // w = [0.95, 1.95]
     /// ```
-    /// - Parameter momentumBuffer: required when `momentum != 0`, ignored otherwise.
+    /// - Parameters:
+    ///   - param: the parameter, updated in place.
+    ///   - grad: its gradient.
+    ///   - momentumBuffer: required when `momentum != 0`, ignored otherwise.
+    ///   - hyper: the learning rate, momentum, dampening, weight decay and nesterov flag.
+    ///   - firstStep: whether this is the first step (the momentum buffer then starts as the gradient).
     /// - Throws: `ShapeError` on mismatched lengths, a missing buffer or invalid nesterov settings.
     public func sgdStep(param: Buffer<Float>, grad: Buffer<Float>, momentumBuffer: Buffer<Float>?,
                         hyper: SGDHyperparameters, firstStep: Bool) throws {
@@ -197,8 +202,12 @@ extension KernelLibrary {
     ///                         hyper: .init(lr: 1e-2))
     /// ```
     /// - Parameters:
+    ///   - param: the parameter, updated in place.
+    ///   - grad: its gradient.
+    ///   - squareAvg: the running average of squared gradients.
     ///   - momentumBuffer: required when `momentum > 0`.
     ///   - gradAvg: required when `centered`.
+    ///   - hyper: the learning rate, alpha, eps, weight decay, momentum and centered flag.
     /// - Throws: `ShapeError` on mismatched lengths or a missing buffer.
     public func rmspropStep(param: Buffer<Float>, grad: Buffer<Float>, squareAvg: Buffer<Float>,
                             momentumBuffer: Buffer<Float>?, gradAvg: Buffer<Float>?,

@@ -30,6 +30,15 @@ extension BatchSource {
     }
 }
 
+/// How `Trainer` clips gradients before each optimizer step, with PyTorch's semantics.
+public enum GradientClipping: Sendable, Equatable {
+    /// Scales all gradients together so that their total norm is at most `maxNorm`
+    /// (`clip_grad_norm_`; `normType` 2 by default, `.infinity` for the largest magnitude).
+    case norm(Float, normType: Float = 2)
+    /// Clamps every gradient element to `[-value, value]` (`clip_grad_value_`).
+    case value(Float)
+}
+
 /// What stops training early: a non-finite loss.
 public struct TrainingError: Error, CustomStringConvertible, Sendable {
     /// The message.
@@ -68,6 +77,14 @@ public final class Trainer {
     /// Whether to draw a progress bar (default: when stdout is a terminal).
     public var progressBar: Bool = isatty(STDOUT_FILENO) != 0
 
+    /// Batches whose gradients are summed before each optimizer step (Lightning's
+    /// `accumulate_grad_batches`; default 1). Each batch's loss is divided by it, and the last
+    /// batches of an epoch step even when fewer remain.
+    public var accumulateGradBatches: Int = 1
+    /// Clips the gradients before every optimizer step (Lightning's `gradient_clip_val` and
+    /// `gradient_clip_algorithm`); nil: no clipping.
+    public var gradientClipping: GradientClipping?
+
     /// Set by a callback (early stopping) to end `fit` after the current epoch.
     public var shouldStop = false
     /// Batches of the epoch `fit` starts with that were trained before a resume (set by `restore`).
@@ -76,6 +93,8 @@ public final class Trainer {
     public var globalStep = 0
     /// The epoch being trained (0-based).
     public internal(set) var currentEpoch = 0
+    /// Optimizer steps in one epoch of the current `fit`'s training data (schedules use it).
+    public internal(set) var stepsPerEpoch = 0
     /// Per-epoch metrics so far.
     public var history = History()
     /// The optimizer of the current `fit` (schedulers adjust its learning rate).
@@ -96,8 +115,12 @@ public final class Trainer {
     @discardableResult
     public func fit(model: Module, loss: any Loss, optimizer: Optimizer, train: any BatchSource,
                     validation: (any BatchSource)? = nil, startEpoch: Int = 0) throws -> History {
+        guard accumulateGradBatches >= 1 else {
+            throw TrainingError("accumulateGradBatches must be ≥ 1; got \(accumulateGradBatches).")
+        }
         self.model = model
         self.optimizer = optimizer
+        stepsPerEpoch = (train.batchCount + accumulateGradBatches - 1) / accumulateGradBatches
         shouldStop = false
         for callback in callbacks { try callback.fitStart(self) }
         var epoch = startEpoch
@@ -128,7 +151,7 @@ public final class Trainer {
             var record = EpochRecord(epoch: epoch + 1, trainLoss: trainLoss, trainAccuracy: trainAccuracy, validationLoss: nil,
                                      validationAccuracy: nil, seconds: seconds,
                                      samplesPerSecond: Double(train.sampleCount) / max(seconds, 1e-9),
-                                     learningRate: Double(optimizer.learningRate))
+                                     learningRate: optimizer.learningRate.decimalDouble)
             if let validation {
                 let metrics = try evaluate(model: model, loss: loss, data: validation)
                 record.validationLoss = metrics.loss
@@ -174,20 +197,23 @@ public final class Trainer {
     }
 
     /// One epoch of training (no validation, no callbacks' epoch events); returns the mean batch
-    /// loss and, for class targets, the fraction of training samples the model classified correctly
-    /// as it trained (counted on the device inside the cross-entropy kernel, read once at the end).
-    /// `fit` calls it; benchmarks call it to time an epoch alone.
+    /// loss and, for class targets (and binary targets of `BCEWithLogitsLoss`), the fraction of
+    /// training samples the model classified correctly as it trained (counted on the device, inside
+    /// the cross-entropy kernel for classes, and read once at the end). `fit` calls it; benchmarks
+    /// call it to time an epoch alone.
     @discardableResult
     public func trainEpoch(model: Module, loss lossFunction: any Loss, optimizer: Optimizer, data: any BatchSource,
                            epoch: Int, skipping: Int = 0) throws -> (loss: Double, accuracy: Double?) {
         model.train()
+        let accumulate = max(1, accumulateGradBatches)
         var lossSum: Tensor?, firstNonFinite: Tensor?   // on the device; [1] each
         var batches = 0, samples = 0
         let firstStep = globalStep + 1
         var hits: [Tensor] = []   // per-position counters; a new one when a batch outgrows the last
+        var binaryHits: Tensor?   // [1]: correct binary predictions so far
         let start = DispatchTime.now().uptimeNanoseconds
+        optimizer.zeroGrad()
         try data.forEachBatch(epoch: epoch, skipping: skipping) { input, target in
-            optimizer.zeroGrad()
             let output = try model(input)
             let counting = target.dtype == .int32 && output.rank == 2 && output.shape[0] == target.count
             if counting, (hits.last?.count ?? 0) < target.count {
@@ -204,29 +230,42 @@ public final class Trainer {
                 }
             } else {
                 loss = try lossFunction(output, target)
+                if lossFunction is BCEWithLogitsLoss, let correct = try Self.binaryHits(logits: output, targets: target) {
+                    samples += target.count
+                    binaryHits = try binaryHits.map { try $0 + correct } ?? correct
+                }
             }
-            try loss.backward()
-            try optimizer.step()
-            globalStep += 1
+            try (accumulate == 1 ? loss : loss / Float(accumulate)).backward()
             batches += 1
-            // The epoch's loss is summed on the device, which also notes the first step whose loss
+            let position = skipping + batches   // batches of this epoch done, counted from 1
+            // The epoch's loss is summed on the device, which also notes the first batch whose loss
             // was not finite; nothing waits here.
             if lossSum == nil {
                 lossSum = try Tensor.empty([1], on: loss.device)
                 firstNonFinite = try Tensor(labels: [0], on: loss.device, blocking: false)
             }
             if let sum = lossSum, let bad = firstNonFinite {
-                try loss.kernels.accumulateLoss(loss.buffer, into: sum.buffer, first: batches == 1, step: globalStep,
+                try loss.kernels.accumulateLoss(loss.buffer, into: sum.buffer, first: batches == 1, step: position,
                                                 firstNonFinite: bad.intBuffer)
             }
+            // An optimizer step every `accumulate` batches, and after the epoch's last batch.
+            guard position % accumulate == 0 || position == data.batchCount else { return }
+            switch gradientClipping {
+            case .norm(let maxNorm, let normType)?: try clipGradNorm(optimizer.parameters, maxNorm: maxNorm, normType: normType)
+            case .value(let value)?: try clipGradValue(optimizer.parameters, value)
+            case nil: break
+            }
+            try optimizer.step()
+            optimizer.zeroGrad()
+            globalStep += 1
             for callback in callbacks { try callback.batchEnd(self, step: globalStep, loss: loss) }
             // A signal stops the epoch after this step, unless it was the last (the epoch then
             // ends normally and `fit` stops before the next one).
-            if let signal = Interrupts.received, skipping + batches < data.batchCount {
+            if let signal = Interrupts.received, position < data.batchCount {
                 Interrupts.reset()
-                throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: skipping + batches)
+                throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: position)
             }
-            if batches % logEvery == 0, let sum = lossSum {
+            if (globalStep - firstStep + 1) % logEvery == 0, let sum = lossSum {
                 let mean = try checkedMean(sum, batches, firstNonFinite: firstNonFinite, firstStep: firstStep, skipped: skipping)
                 if progressBar {
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -244,7 +283,18 @@ public final class Trainer {
             try counter.kernels.sumInts(counter.intBuffer, into: total.intBuffer)
             correct += try total.toIntArray()[0]
         }
+        if let binaryHits { correct += Int(try binaryHits.item()) }
         return (mean, Double(correct) / Double(samples))
+    }
+
+    /// The number of binary predictions (logit > 0) that match targets (> 0.5), as a one-element
+    /// tensor on the device; nil unless logits and targets are float tensors of one shape (or
+    /// logits `[N, 1]` against targets `[N]`).
+    static func binaryHits(logits: Tensor, targets: Tensor) throws -> Tensor? {
+        guard targets.dtype == .float32, logits.dtype == .float32 else { return nil }
+        let logits = logits.shape == targets.shape + [1] ? try logits.reshaped(targets.shape) : logits
+        guard logits.shape == targets.shape, targets.count > 0 else { return nil }
+        return try withNoGrad { try (logits.gt(0) .== targets.gt(0.5)).sum() }
     }
 
     /// Reads the summed loss and stops training with a clear message when it is not finite, naming
@@ -253,21 +303,24 @@ public final class Trainer {
         let value = Double(try sum.item()) / Double(batches)
         guard value.isFinite else {
             let bad = try firstNonFinite.map { try $0.toIntArray()[0] } ?? 0
-            let step = bad > 0 ? bad : globalStep
+            let batch = bad > 0 ? bad : skipped + batches
+            let step = firstStep + (batch - skipped - 1) / max(1, accumulateGradBatches)
             let loss = value.isNaN ? "NaN" : "infinite"
-            throw TrainingError("The loss became \(loss) at step \(step) (epoch \(currentEpoch + 1), batch \(skipped + step - firstStep + 1)); try a lower learning rate, or check the data and the weights for NaN.")
+            throw TrainingError("The loss became \(loss) at step \(step) (epoch \(currentEpoch + 1), batch \(batch)); try a lower learning rate, or check the data and the weights for NaN.")
         }
         return value
     }
 
     /// Mean loss and accuracy of `model` over `data`, in eval mode and without recording gradients.
-    /// Accuracy counts argmax hits for class targets (nil for other targets).
+    /// Accuracy counts argmax hits for class targets, and for `BCEWithLogitsLoss` the logits on the
+    /// right side of 0 (probability 0.5) for targets 0 and 1; nil for other targets.
     public func evaluate(model: Module, loss lossFunction: any Loss, data: any BatchSource) throws
         -> (loss: Double, accuracy: Double?) {
         model.eval()
         defer { model.train() }
         var lossSum: Tensor?
         var correct: [Tensor] = []
+        var binaryCorrect: Tensor?, binarySamples = 0
         var samples = 0
         try withNoGrad {
             try data.forEachBatch(epoch: 0) { input, target in
@@ -281,11 +334,15 @@ public final class Trainer {
                                                     rows: logits.shape[0], classes: logits.shape[1],
                                                     into: count.intBuffer)
                     correct.append(count)
+                } else if lossFunction is BCEWithLogitsLoss, let count = try Self.binaryHits(logits: logits, targets: target) {
+                    binaryCorrect = try binaryCorrect.map { try $0 + count } ?? count
+                    binarySamples += target.count
                 }
             }
         }
         guard let lossSum, samples > 0 else { throw TrainingError("The evaluation data has no batches.") }
         let loss = Double(try lossSum.item()) / Double(samples)
+        if let binaryCorrect, binarySamples > 0 { return (loss, Double(try binaryCorrect.item()) / Double(binarySamples)) }
         let hits = try correct.reduce(0) { $0 + (try $1.toIntArray()[0]) }
         return (loss, correct.isEmpty ? nil : Double(hits) / Double(samples))
     }

@@ -3,7 +3,7 @@ import Dispatch
 import Foundation
 import Kiln
 
-/// Everything one run of the suite measured; `--json FILE` writes it.
+/// Everything one run of the suite measured; `--json-file FILE` writes it.
 public struct BenchReport: Codable, Sendable {
     public var device: String
     public var device_type: String
@@ -26,6 +26,27 @@ public struct BenchCommand: ParsableCommand {
         defaultSubcommand: KernelBench.self)
 
     public init() {}
+
+    /// The arguments with the `--json FILE` of earlier versions (a file name after `--json`, or
+    /// `--json=FILE`) spelled as today's `--json-file FILE`, so scripts written for them still work;
+    /// `--json` alone is the JSON Lines flag.
+    public static func upgradingArguments(_ arguments: [String]) -> [String] {
+        var result: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            if argument.hasPrefix("--json=") {
+                result += ["--json-file", String(argument.dropFirst("--json=".count))]
+            } else if argument == "--json", i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") {
+                result += ["--json-file", arguments[i + 1]]
+                i += 1
+            } else {
+                result.append(argument)
+            }
+            i += 1
+        }
+        return result
+    }
 }
 
 /// `kiln bench kernels`: matmul, memory-bound kernels and the device's peak.
@@ -42,8 +63,11 @@ public struct KernelBench: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Device selector (gpu, cpu, gpu:N, P:D, or part of a name).", valueName: "selector"))
     var device: String?
 
-    @Option(name: .long, help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file"))
-    var json: String?
+    @Option(name: .customLong("json-file"), help: ArgumentHelp("Also write the results as one JSON document to this file.", valueName: "file"))
+    var jsonFile: String?
+
+    @Flag(help: "Write JSON Lines to stdout ({\"type\": \"device\"}, {\"type\": \"peak\"}, then one {\"type\": \"result\"} per figure, with the fields of --json-file) and everything else to stderr.")
+    var json = false
 
     @Option(name: .long, help: "Timed runs per measurement (the median is reported).")
     var repeats = 10
@@ -70,13 +94,14 @@ public struct KernelBench: ParsableCommand {
 
     public func run() throws {
         do {
+            let console = Console(json: json)
             let start = DispatchTime.now().uptimeNanoseconds
             let device = try Device.open(device, profiling: true)
             let runner = try BenchRunner(device: device, warmup: warmup, repeats: repeats)
             let buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            print("Device: \(device)")
+            console.say("Device: \(device)")
             let source = runner.kernels.program.fromBinaryCache ? "from Kiln's disk cache" : "compiled"
-            print("Open and build kernels.cl: \(String(format: "%.3f", buildSeconds)) s (\(source))")
+            console.say("Open and build kernels.cl: \(String(format: "%.3f", buildSeconds)) s (\(source))")
             if startup {
                 // PoCL compiles each kernel for its work-group size at the first enqueue.
                 let x: Buffer<Float> = try device.buffer(count: 1 << 16)
@@ -90,7 +115,7 @@ public struct KernelBench: ParsableCommand {
                     try body()
                     device.queue.finish()
                     let second = Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6
-                    print("First launch of \(name): \(String(format: "%.2f", first)) ms (second: \(String(format: "%.2f", second)) ms)")
+                    console.say("First launch of \(name): \(String(format: "%.2f", first)) ms (second: \(String(format: "%.2f", second)) ms)")
                 }
                 return
             }
@@ -103,20 +128,25 @@ public struct KernelBench: ParsableCommand {
                 peak: nil, results: [])
             let peak = try runner.measurePeak()
             report.peak = peak
-            print(String(format: "Peak: %.1f GFLOP/s FMA, %.1f GB/s copy, %.2f µs per queued launch",
+            console.say(String(format: "Peak: %.1f GFLOP/s FMA, %.1f GB/s copy, %.2f µs per queued launch",
                          peak.gflops, peak.gbps, peak.launch_us))
-            print(BenchSuite.header)
+            try console.emit(["type": "device", "device": report.device, "device_type": report.device_type,
+                              "driver": report.driver, "date": report.date, "command": report.command,
+                              "build_seconds": report.build_seconds, "build_from_disk_cache": report.build_from_disk_cache])
+            try console.emit(peak, type: "peak")
+            console.say(BenchSuite.header)
             for group in groups {
                 for result in try BenchSuite.run(group, on: runner) {
-                    print(BenchSuite.row(result))
+                    console.say(BenchSuite.row(result))
+                    try console.emit(result, type: "result")
                     report.results.append(result)
                 }
             }
-            if let json {
+            if let jsonFile {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try writeAtomically(try encoder.encode(report), to: URL(fileURLWithPath: json))
-                print("Wrote \(json)")
+                try writeAtomically(try encoder.encode(report), to: URL(fileURLWithPath: jsonFile))
+                console.say("Wrote \(jsonFile)")
             }
         } catch let error as ValidationError {
             throw error

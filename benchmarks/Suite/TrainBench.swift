@@ -45,7 +45,10 @@ public struct TrainBench: ParsableCommand {
     @Option(help: "Epochs to time (the first is warm-up).") var epochs = 4
     @Option(help: "The model: mlp (784-256-128-10) or cnn (the architecture of `kiln train --model cnn`).") var model = "mlp"
     @Flag(help: "Add BatchNorm1d after each hidden Linear of the MLP.") var batchnorm = false
-    @Option(help: ArgumentHelp("Also write the results as JSON to this file.", valueName: "file")) var json: String?
+    @Option(name: .customLong("json-file"), help: ArgumentHelp("Also write the results as one JSON document to this file.", valueName: "file"))
+    var jsonFile: String?
+    @Flag(help: "Write the results as one JSON line ({\"type\": \"train_bench\"}, the fields of --json-file) to stdout and everything else to stderr.")
+    var json = false
 
     public init() {}
 
@@ -59,31 +62,32 @@ public struct TrainBench: ParsableCommand {
     }
 
     func measure() throws {
+        let console = Console(json: json)
         let folder = URL(fileURLWithPath: data)
         let train = try MNISTDataset(folder: folder, split: .train)
         let test = try MNISTDataset(folder: folder, split: .test)
         // Timed epochs on a plain queue; the profile on a second, profiling one.
         let plain = try Device.open(device)
-        print("Device: \(plain)")
+        console.say("Device: \(plain)")
         let (times, stats, launches, steps, accuracy) = try epochsOn(plain, train: train, test: test, count: epochs)
         let steady = median(Array(times.dropFirst()))
-        print("Epoch seconds: \(times.map { String(format: "%.3f", $0) }.joined(separator: ", ")) (first: compile and warm-up)")
-        print(String(format: "Steady epoch: %.3f s, %.0f samples/s, %.3f ms/step, test accuracy %.2f%%",
+        console.say("Epoch seconds: \(times.map { String(format: "%.3f", $0) }.joined(separator: ", ")) (first: compile and warm-up)")
+        console.say(String(format: "Steady epoch: %.3f s, %.0f samples/s, %.3f ms/step, test accuracy %.2f%%",
                      steady, Double(train.count) / steady, steady / Double(steps) * 1e3, accuracy * 100))
-        print(String(format: "Per step: %.1f kernel launches, %.3f allocations (pool hit rate %.2f%% in a steady epoch)",
+        console.say(String(format: "Per step: %.1f kernel launches, %.3f allocations (pool hit rate %.2f%% in a steady epoch)",
                      Double(launches) / Double(steps), Double(stats.misses) / Double(steps), stats.hitRate * 100))
-        print("Pool: \(formatBytes(stats.peakBytesLive)) peak live, \(formatBytes(stats.bytesCached)) cached")
+        console.say("Pool: \(formatBytes(stats.peakBytesLive)) peak live, \(formatBytes(stats.bytesCached)) cached")
 
         let profiled = try Device.open(device, profiling: true)
         let (profiledTimes, _, _, _, _) = try epochsOn(profiled, train: train, test: test, count: 1, profileLast: true)
         let kernelSeconds = Double(profiled.queue.profiler.summary().reduce(0) { $0 + $1.nanoseconds }) / 1e9
         let busy = kernelSeconds / max(profiledTimes[0], 1e-9)
-        print("Device time per kernel over one profiled epoch:")
-        print(profiled.queue.profiler.table(top: 15))
-        print(String(format: "Kernels: %.3f s of device time in a %.3f s profiled epoch (%.1f%% busy)",
+        console.say("Device time per kernel over one profiled epoch:")
+        console.say(profiled.queue.profiler.table(top: 15))
+        console.say(String(format: "Kernels: %.3f s of device time in a %.3f s profiled epoch (%.1f%% busy)",
                      kernelSeconds, profiledTimes[0], busy * 100))
 
-        if let json {
+        do {
             let report = TrainBenchReport(
                 device: plain.info.name, date: ISO8601DateFormatter().string(from: Date()),
                 command: CommandLine.arguments.joined(separator: " "), model: model, batchnorm: batchnorm, epoch_seconds: times,
@@ -92,10 +96,13 @@ public struct TrainBench: ParsableCommand {
                 allocations_per_step: Double(stats.misses) / Double(steps), pool_hit_rate: stats.hitRate,
                 peak_bytes_live: stats.peakBytesLive, test_accuracy: accuracy, device_busy_fraction: busy,
                 kernels: profiled.queue.profiler.summary())
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(try encoder.encode(report), to: URL(fileURLWithPath: json))
-            print("Wrote \(json)")
+            try console.emit(report, type: "train_bench")
+            if let jsonFile {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try writeAtomically(try encoder.encode(report), to: URL(fileURLWithPath: jsonFile))
+                console.say("Wrote \(jsonFile)")
+            }
         }
     }
 
