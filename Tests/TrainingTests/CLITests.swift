@@ -22,6 +22,14 @@ func kiln(_ arguments: [String], environment: [String: String] = [:]) throws -> 
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
+/// `text` as JSON Lines: one object per line, every line an object (the test fails otherwise).
+func jsonLines(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[String: Any]] {
+    try text.split(separator: "\n", omittingEmptySubsequences: false).dropLast(text.hasSuffix("\n") ? 1 : 0).map { line in
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                     "not a JSON object: \(line.prefix(200))", sourceLocation: sourceLocation)
+    }
+}
+
 /// A failure a user caused: non-zero exit, a short message containing `text`, no crash report.
 func expectCleanFailure(_ arguments: [String], mentioning text: String, environment: [String: String] = [:],
                         sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -41,8 +49,8 @@ struct CLITests {
         #expect(list.status == 0)
         #expect(list.stdout.contains("cpu:0") && list.stdout.contains("(default)"))
         let json = try kiln(["devices", "--json"])
-        let parsed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
-        #expect(parsed?.first?["selectors"] != nil)
+        let parsed = try jsonLines(json.stdout)
+        #expect(parsed.first?["selectors"] != nil && parsed.first?["type"] as? String == "device")
         try expectCleanFailure(["devices", "--device", "zzz"], mentioning: "Devices on this machine")
         try expectCleanFailure(["devices"], mentioning: "No OpenCL device matches the selector \"nope\"",
                                environment: ["KILN_DEVICE": "nope"])
