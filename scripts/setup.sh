@@ -27,6 +27,21 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 
+# The TensorBoard tests read Kiln's event files back with the tensorboard package's EventAccumulator
+# (on CI a missing package fails them). Debian's own Python needs --break-system-packages for pip.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import tensorboard' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing the tensorboard Python package"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    python3 -m pip install -q tensorboard 2>/dev/null || python3 -m pip install -q --break-system-packages tensorboard
+  else
+    echo "setup: the TensorBoard tests need the tensorboard Python package (skipped without it, failed on CI); run:  python3 -m pip install tensorboard  (add --break-system-packages for Debian's own Python)" >&2
+  fi
+fi
+
 # An OpenCL device must be visible; on CI its absence fails loudly instead of skipping.
 if ! clinfo -l 2>/dev/null | grep -q "Device #"; then
   echo "setup: no OpenCL device found (clinfo -l lists none). Install pocl-opencl-icd (CPU) or your GPU's OpenCL driver." >&2

@@ -68,6 +68,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Resume from a checkpoint written by an earlier run (last.safetensors).", valueName: "file"))
     var resume: String?
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Steps between loss read-backs.") var logEvery = 100
+    @Option(help: ArgumentHelp("Also write TensorBoard event files here: loss and learning rate every --log-every steps, the epoch metrics, and the confusion matrix and sample images at the end.", valueName: "dir"))
+    var tensorboard: String?
     @Flag(help: "Write JSON Lines to stdout (one line per epoch, then the result; see the discussion) and everything else to stderr.")
     var json = false
     @Flag(help: "Record each kernel's device time (OpenCL profiling events) and print the top kernels, launches per step and pool statistics at the end.")
@@ -96,6 +98,7 @@ struct Train: ParsableCommand {
         }
         guard (1...1 << 20).contains(accumulate) else { throw ValidationError("--accumulate must be from 1 to \(1 << 20); got \(accumulate).") }
         if let resume, resume.isEmpty { throw ValidationError("--resume needs a checkpoint file; got an empty name.") }
+        if let tensorboard, tensorboard.isEmpty { throw ValidationError("--tensorboard needs a folder name; got an empty one.") }
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number; got \(lr).") }
         guard (0..<1).contains(valFraction) else { throw ValidationError("--val-fraction must be in [0, 1); got \(valFraction).") }
         if let optimizer, !Self.optimizers.contains(optimizer.lowercased()) {
@@ -200,6 +203,8 @@ struct Train: ParsableCommand {
             }
         }
         if !chain.isEmpty { callbacks.append(LRScheduler(chain.count == 1 ? chain[0] : .chained(chain), base: Double(lr))) }
+        let board = try tensorboard.map { try TensorBoardLogger(folder: URL(fileURLWithPath: $0)) }
+        if let board { callbacks.insert(board, at: 0) }   // before the scheduler: it logs the rate each step used
         if json { callbacks.append(EpochLines(console: console, epochs: epochs)) }
         let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
         trainer.accumulateGradBatches = accumulate
@@ -231,7 +236,7 @@ struct Train: ParsableCommand {
         let (testLoss, testAccuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
         console.say(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
         try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)
-        try writePlots(model: model, trainer: trainer, test: test, loader: testLoader, folder: folder)
+        try writePlots(model: model, trainer: trainer, test: test, loader: testLoader, folder: folder, tensorboard: board)
         console.say("Wrote \(folder.path)/model.safetensors, history.json, history.csv and plots.")
         try console.emit(["type": "result", "test_accuracy": testAccuracy ?? 0, "test_loss": testLoss, "test_samples": test.count,
                           "epoch_seconds": history.records.map(\.seconds), "device": device.info.name,
@@ -264,7 +269,8 @@ struct Train: ParsableCommand {
 }
 
 /// The confusion matrix and the sample grid of a trained model on the test set.
-func writePlots(model: Module, trainer: Trainer, test: MNISTDataset, loader: DataLoader, folder: URL) throws {
+func writePlots(model: Module, trainer: Trainer, test: MNISTDataset, loader: DataLoader, folder: URL,
+                tensorboard: TensorBoardLogger? = nil) throws {
     let (predicted, _) = try trainer.predict(model: model, data: loader)
     var matrix = Array(repeating: Array(repeating: 0, count: test.classes), count: test.classes)
     for (p, t) in zip(predicted, test.labels) where p < test.classes && t < test.classes { matrix[t][p] += 1 }
@@ -275,6 +281,10 @@ func writePlots(model: Module, trainer: Trainer, test: MNISTDataset, loader: Dat
     try SVGPlot.write(SVGPlot.imageGrid(images: images, predicted: Array(predicted.prefix(shown)),
                                         truth: Array(test.labels.prefix(shown)), classNames: test.classNames),
                       to: folder.appendingPathComponent("samples.svg"))
+    try tensorboard?.logConfusionMatrix(matrix, step: trainer.globalStep)
+    try tensorboard?.logSamples(images: images, predicted: Array(predicted.prefix(shown)), truth: Array(test.labels.prefix(shown)),
+                                step: trainer.globalStep)
+    try tensorboard?.close()
 }
 
 /// `kiln train --json`: one JSON line per epoch.

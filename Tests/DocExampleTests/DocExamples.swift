@@ -530,8 +530,20 @@ private func example54() throws {
     _ = (history, folder, matrix, ())
 }
 
-// Sources/Training/Trainer.swift:49
+// Sources/Training/Report/TensorBoard.swift:265
 private func example55() throws {
+    let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
+    let model = Sequential(try Linear(784, 10))
+    let trainer = Trainer(maxEpochs: 5, callbacks: [board], logEvery: 50)
+    try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try Adam(model.parameters),
+                    train: try DataLoader(MNISTDataset(split: .train), batchSize: 128))
+    try board.logConfusionMatrix([[50, 2], [3, 45]], step: trainer.globalStep)
+    try board.close()   // then: tensorboard --logdir runs/tb
+    _ = (board, model, trainer, ())
+}
+
+// Sources/Training/Trainer.swift:49
+private func example56() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -542,4 +554,4 @@ private func example55() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 56
+let docExampleCount = 57
