@@ -113,6 +113,65 @@ struct CLITests {
         #expect(resumed.stdout.contains("Resumed") && resumed.stdout.contains("epoch 3/3") && !resumed.stdout.contains("epoch 1/3"))
     }
 
+    @Test("every --json writes JSON Lines on stdout, one object per line with its type, and the lines for people on stderr")
+    func jsonLinesEverywhere() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil else { return }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-lines-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let runs = root.appendingPathComponent("runs")
+        let train = try kiln(["train", "--limit", "600", "--test-limit", "100", "--epochs", "2", "--hidden", "16",
+                              "--runs", runs.path, "--json"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let trainLines = try jsonLines(train.stdout)
+        #expect(trainLines.map { $0["type"] as? String } == ["epoch", "epoch", "result"])
+        #expect(trainLines.first?["val_accuracy"] is Double && trainLines.first?["learning_rate"] as? Double == 0.001)
+        #expect(trainLines.last?["run_folder"] as? String == runs.appendingPathComponent("version_0").path)
+        #expect(train.stderr.contains("Test accuracy:") && train.stderr.contains("epoch 2/2"))
+        let model = runs.appendingPathComponent("latest/model.safetensors").path
+
+        let evaluate = try kiln(["evaluate", "--model", model, "--limit", "100", "--json"])
+        let evaluation = try #require(try jsonLines(evaluate.stdout).first)
+        #expect(evaluation["type"] as? String == "evaluation" && (evaluation["f1"] as? [String: Double])?.count == 10)
+        let predict = try kiln(["predict", "--model", model, "--index", "4,7", "--json"])
+        let predictions = try jsonLines(predict.stdout)
+        #expect(predictions.map { $0["index"] as? Int } == [4, 7])
+        #expect(predictions.allSatisfy { ($0["probabilities"] as? [Double])?.count == 10 && $0["true_class"] is Int })
+        #expect(try jsonLines(kiln(["devices", "--json"]).stdout).allSatisfy { $0["type"] as? String == "device" })
+
+        // The cache commands, on a cache of their own.
+        let cacheHome = ["XDG_CACHE_HOME": root.appendingPathComponent("cache").path]
+        _ = try kiln(["devices"], environment: cacheHome)
+        let listed = try jsonLines(kiln(["cache", "--json"], environment: cacheHome).stdout)
+        #expect(listed.last?["type"] as? String == "total")
+        let cleared = try jsonLines(kiln(["cache", "clear", "--json"], environment: cacheHome).stdout)
+        #expect(cleared.first?["type"] as? String == "cleared")
+        #expect(try jsonLines(kiln(["cache", "--json"], environment: cacheHome).stdout).first?["entries"] as? Int == 0)
+
+        let bench = try kiln(["bench", "--only", "softmax", "--repeats", "1", "--warmup", "0", "--json"])
+        let benchLines = try jsonLines(bench.stdout)
+        #expect(benchLines.first?["type"] as? String == "device" && benchLines.contains { $0["type"] as? String == "result" })
+        // The --json FILE of earlier versions still writes the file.
+        let file = root.appendingPathComponent("bench.json")
+        #expect(try kiln(["bench", "--only", "softmax", "--repeats", "1", "--warmup", "0", "--json", file.path]).status == 0)
+        #expect(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) is [String: Any])
+    }
+
+    @Test("each kiln train makes runs/version_N and points runs/latest at it; --resume continues in the checkpoint's folder")
+    func runFolders() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil else { return }
+        let runs = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-runs-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: runs) }
+        let flags = ["--limit", "300", "--test-limit", "50", "--hidden", "8", "--runs", runs.path]
+        for _ in 0..<2 { #expect(try kiln(["train", "--epochs", "1"] + flags).status == 0) }
+        #expect(RunFolder.versions(in: runs) == [0, 1])
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: runs.appendingPathComponent("latest").path) == "version_1")
+        let resumed = try kiln(["train", "--epochs", "2", "--resume", runs.appendingPathComponent("version_0/last.safetensors").path] + flags)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(RunFolder.versions(in: runs) == [0, 1], "a resumed run makes no new folder")
+        let history = try History(contentsOf: runs.appendingPathComponent("version_0/history.json"))
+        #expect(history.records.map(\.epoch) == [1, 2])
+    }
+
     /// The classes `kiln predict` printed, in order ("3: class 7 Sneaker  p=0.24 (true: ...)" lines).
     static func predictedClasses(_ output: String) -> [Int] {
         output.split(separator: "\n").compactMap { line in
@@ -128,7 +187,7 @@ struct CLITests {
         let train = try kiln(["train", "--model", "cnn", "--limit", "2000", "--test-limit", "500", "--epochs", "1",
                               "--out", folder.path, "--json"])
         #expect(train.status == 0, "\(train.stderr)")
-        #expect(train.stdout.contains("Model: cnn, 421834 parameters, input [1, 28, 28]"))
+        #expect(train.stderr.contains("Model: cnn, 421834 parameters, input [1, 28, 28]"), "with --json, the lines for people go to stderr")
         let last = try #require(train.stdout.split(separator: "\n").last)
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
         let accuracy = try #require(summary["test_accuracy"] as? Double)
