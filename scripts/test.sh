@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what is missing (see setup.sh), then builds and runs every test on the default
-# OpenCL device (KILN_DEVICE picks another).
+# OpenCL device (KILN_DEVICE picks another). With no arguments it also checks that the
+# documentation builds without a warning (scripts/docs.sh); arguments go to `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build --disable-xctest "$@"
+if [ $# -eq 0 ]; then
+  scripts/docs.sh
+fi

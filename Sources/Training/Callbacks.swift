@@ -263,7 +263,7 @@ public indirect enum LRSchedule: Sendable {
 /// minimum rate). Its counters survive a resume.
 ///
 /// ```swift
-/// let trainer = Trainer(maxEpochs: 30, callbacks: [ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
+/// let trainer = Trainer(maxEpochs: 30, callbacks: [try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
 /// ```
 public final class ReduceLROnPlateau: Callback {
     /// Whether an improvement is measured relative to the best value or in the metric's units.

@@ -274,8 +274,10 @@ struct ProgramTests {
         #expect(try x.toArray() == [2, 4, 6])
 
         // A damaged entry is ignored and rebuilt, never fatal.
+        // One entry: the binary and its description (what `kiln cache` lists).
         let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)
-        #expect(files.count == 1)
+        #expect(Set(files.map(\.pathExtension)) == ["bin", "json"] && files.count == 2)
+        #expect(BinaryCache(directory: directory).entries().first?.description?.device == second.info.name)
         for file in files { try Data("garbage".utf8).write(to: file) }
         let third = try Device.makeDefault()
         third.binaryCache = BinaryCache(directory: directory)

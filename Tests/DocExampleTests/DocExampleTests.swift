@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 
-/// Every Swift code example of the documentation (the README's ```swift blocks and every ```swift
-/// block in a `///` comment under Sources) is copied into `DocExamples.swift` beside this file, one
+/// Every Swift code example of the documentation (the README's ```swift blocks, those of the DocC
+/// articles under Sources, and every ```swift block in a `///` comment under Sources) is copied into `DocExamples.swift` beside this file, one
 /// function each, so the normal test build compiles them all: an example that stops compiling
 /// stops the build. This test checks the copy is current; to refresh it after editing an example:
 ///
@@ -42,6 +42,14 @@ struct DocExampleTests {
         let files = (FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)?
             .compactMap { $0 as? URL } ?? []).filter { $0.pathExtension == "swift" }
             .sorted { $0.path < $1.path }
+        // The articles of the DocC catalogs (Sources/*/*.docc), whose ```swift blocks are plain lines.
+        let articles = (FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)?
+            .compactMap { $0 as? URL } ?? []).filter { $0.pathExtension == "md" }
+            .sorted { $0.path < $1.path }
+        for article in articles {
+            let text = try String(contentsOf: article, encoding: .utf8)
+            all += blocks(text.components(separatedBy: "\n"), source: String(article.path.dropFirst(root.path.count + 1)))
+        }
         for file in files {
             let text = try String(contentsOf: file, encoding: .utf8)
             // Doc-comment lines without their `///` and one space; other lines break a block.

@@ -214,7 +214,7 @@ private func example18() throws {
     _ = (device, kernels, w, dw, momentum, ())
 }
 
-// Sources/Kernels/Optimizers.swift:117
+// Sources/Kernels/Optimizers.swift:122
 private func example19() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -224,7 +224,7 @@ private func example19() throws {
     _ = (device, kernels, w, dw, m, v, ())
 }
 
-// Sources/Kernels/Optimizers.swift:133
+// Sources/Kernels/Optimizers.swift:138
 private func example20() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -235,7 +235,7 @@ private func example20() throws {
     _ = (device, kernels, w, dw, m, v, ())
 }
 
-// Sources/Kernels/Optimizers.swift:192
+// Sources/Kernels/Optimizers.swift:197
 private func example21() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -300,8 +300,17 @@ private func example27() throws {
     _ = (conv, features, ())
 }
 
-// Sources/Layers/Module.swift:22
+// Sources/Layers/Init.swift:8
 private func example28() throws {
+    let layer = try Linear(784, 256)
+    try Init.kaimingNormal(layer.weight, mode: .fanOut, nonlinearity: .relu)   // nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
+    if let bias = layer.bias { try Init.zeros(bias) }
+    try Init.xavierUniform(layer.weight, gain: Init.gain(.tanh))
+    _ = (layer, ())
+}
+
+// Sources/Layers/Module.swift:22
+private func example29() throws {
     final class CircleModel: Module {
         let layer_1: Linear
         let layer_2: Linear
@@ -319,36 +328,54 @@ private func example28() throws {
 }
 
 // Sources/Layers/Sequential.swift:13
-private func example29() throws {
+private func example30() throws {
     let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
     print(model)          // Sequential( (0): Linear(...) (1): ReLU() (2): Linear(...) )
     _ = (model, ())
 }
 
+// Sources/Support/Console.swift:9
+private func example31() throws {
+    let console = Console(json: true)
+    console.say("Device: cpu")                                    // stderr: a person reads it
+    try console.emit(["type": "result", "test_accuracy": 0.875])  // stdout: {"test_accuracy":0.875,"type":"result"}
+    _ = (console, ())
+}
+
 // Sources/Support/SplitMix64.swift:6
-private func example30() throws {
+private func example32() throws {
     var rng = SplitMix64(seed: 42)
     let order = rng.permutation(10)     // the same 10 indices in the same order everywhere
     _ = (rng, order, ())
 }
 
 // Sources/Tensor/Arithmetic.swift:206
-private func example31() throws {
+private func example33() throws {
     let x = try Tensor([-2, -1, 0, 1, 2])
     let clipped = try Tensor.where(x .> 0, x, Tensor.zeros([1]))   // [0, 0, 0, 1, 2]
     _ = (x, clipped, ())
 }
 
 // Sources/Tensor/Convolution.swift:37
-private func example32() throws {
+private func example34() throws {
     let images = try Tensor.randn([8, 1, 28, 28], seed: 1)
     let weight = try Tensor.randn([16, 1, 3, 3], seed: 2, requiresGrad: true)
     let features = try images.conv2d(weight: weight, padding: 1)   // [8, 16, 28, 28]
     _ = (images, weight, features, ())
 }
 
+// Sources/Tensor/GradientClipping.swift:5
+private func example35() throws {
+    let w = try Tensor([[3, 4]], requiresGrad: true)
+    try (w * w).sum().backward()                       // grad = [6, 8], norm 10
+    let norm = try clipGradNorm([w], maxNorm: 5)       // grad = [3, 4] (scaled by 5 / (10 + 1e-6))
+    print(try norm.item())                             // 10.0: the norm before clipping
+    try clipGradValue([w], 3.5)                        // grad = [3, 3.5]
+    _ = (w, norm, ())
+}
+
 // Sources/Tensor/Matmul.swift:11
-private func example33() throws {
+private func example36() throws {
     let a = try Tensor.randn([8, 3, 4], seed: 1), b = try Tensor.randn([4, 5], seed: 2)
     let c = try a.matmul(b)                               // [8, 3, 5]
     let d = try a.matmul(a, transposeB: true)             // [8, 3, 3]
@@ -356,14 +383,14 @@ private func example33() throws {
 }
 
 // Sources/Tensor/RandomState.swift:30
-private func example34() throws {
+private func example37() throws {
     let a = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }
     let b = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }   // a == b
     _ = (a, b, ())
 }
 
 // Sources/Tensor/Reductions.swift:89
-private func example35() throws {
+private func example38() throws {
     let x = try Tensor([[1, 2, 3], [4, 5, 6]])
     let rows = try x.sum(axis: 1)                  // [6, 15]
     let all = try x.sum()                          // 21
@@ -371,28 +398,28 @@ private func example35() throws {
 }
 
 // Sources/Tensor/Reductions.swift:144
-private func example36() throws {
+private func example39() throws {
     let logits = try Tensor([[0.1, 2, 0.3], [5, 1, 1]])
     let classes = try logits.argmax(axis: 1)       // [1, 0]
     _ = (logits, classes, ())
 }
 
 // Sources/Tensor/Shape.swift:8
-private func example37() throws {
+private func example40() throws {
     let x = try Tensor.arange(0, 6).reshaped([2, 3])
     let column = try x.reshaped([-1, 1])          // [6, 1]
     _ = (x, column, ())
 }
 
 // Sources/Tensor/Shape.swift:76
-private func example38() throws {
+private func example41() throws {
     let nhwc = try Tensor.zeros([2, 4, 4, 3])
     let nchw = try nhwc.permuted([0, 3, 1, 2])    // [2, 3, 4, 4]
     _ = (nhwc, nchw, ())
 }
 
 // Sources/Tensor/Shape.swift:164
-private func example39() throws {
+private func example42() throws {
     let batch = try Tensor.zeros([8, 1, 28, 28])
     let first = try batch[0]                      // [1, 28, 28]
     let pixel = try batch[0, 0, 27, 27]           // []
@@ -400,14 +427,14 @@ private func example39() throws {
 }
 
 // Sources/Tensor/Shape.swift:222
-private func example40() throws {
+private func example43() throws {
     let a = try Tensor.ones([2, 3]), b = try Tensor.zeros([2, 1])
     let joined = try Tensor.concatenated([a, b], along: 1)   // [2, 4]
     _ = (a, b, joined, ())
 }
 
 // Sources/Tensor/Tensor.swift:27
-private func example41() throws {
+private func example44() throws {
     let x = try Tensor([[1, 2], [3, 4]], requiresGrad: true)
     let y = try (x * x).sum()
     try y.backward()
@@ -416,21 +443,38 @@ private func example41() throws {
 }
 
 // Sources/Tensor/Tensor.swift:120
-private func example42() throws {
+private func example45() throws {
     let points = try Tensor([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])   // [3, 2]
     let weights = try Tensor([1.0, 2.0] as [Double], requiresGrad: true)
     _ = (points, weights, ())
 }
 
 // Sources/Training/Architecture.swift:84
-private func example43() throws {
+private func example46() throws {
     let spec = try ModelSpec.parse(Data(#"[{"type": "Linear", "in": 4, "out": 3}, {"type": "ReLU"}]"#.utf8))
     let model = try spec.makeModel()
     _ = (spec, model, ())
 }
 
+// Sources/Training/Callbacks.swift:179
+private func example47() throws {
+    // Linear warm-up over the first 100 steps, multiplied by a cosine decay over 10 epochs.
+    let schedule = LRSchedule.chained([.linearWarmup(steps: 100, startFactor: 0.1), .cosine(period: 10, minimum: 0)])
+    print(schedule.rate(base: 1e-3, epoch: 0, step: 50))        // 5.5e-4
+    // One cycle over 4690 steps (10 epochs of 469), peaking at 0.01 after 30% of them.
+    let cycle = LRSchedule.oneCycle(maxLR: 0.01, totalSteps: 4690)
+    print(cycle.rate(base: 1e-3, epoch: 0, step: 0))            // 4e-4: maxLR / 25
+    _ = (schedule, cycle, ())
+}
+
+// Sources/Training/Callbacks.swift:266
+private func example48() throws {
+    let trainer = Trainer(maxEpochs: 30, callbacks: [try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
+    _ = (trainer, ())
+}
+
 // Sources/Training/Data/CSVDataset.swift:27
-private func example44() throws {
+private func example49() throws {
     let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
     let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
     print(iris.classValues)   // ["setosa", "versicolor", "virginica"]
@@ -438,13 +482,13 @@ private func example44() throws {
 }
 
 // Sources/Training/Data/DataError.swift:8
-private func example45() throws {
+private func example50() throws {
     do { _ = try MNISTDataset(split: .test) }
     catch let error as DataError { print(error) }   // "/path/t10k-images-idx3-ubyte.gz: truncated ..."
 }
 
 // Sources/Training/Data/DataLoader.swift:12
-private func example46() throws {
+private func example51() throws {
     let model = Sequential(try Linear(784, 10))
     let optimizer = try SGD(model.parameters, lr: 0.1)
     let loader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 1)
@@ -461,21 +505,21 @@ private func example46() throws {
 }
 
 // Sources/Training/Data/Dataset.swift:35
-private func example47() throws {
+private func example52() throws {
     let data: any Dataset = try MNISTDataset(split: .test)
     print(data.count, data.featureShape, data.features)   // 10000 [28, 28] 784
     _ = (data, ())
 }
 
 // Sources/Training/Data/Dataset.swift:96
-private func example48() throws {
+private func example53() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example49() throws {
+private func example54() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -483,14 +527,14 @@ private func example49() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example50() throws {
+private func example55() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example51() throws {
+private func example56() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
@@ -498,7 +542,7 @@ private func example51() throws {
 }
 
 // Sources/Training/Optimizer.swift:11
-private func example52() throws {
+private func example57() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -509,7 +553,7 @@ private func example52() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example53() throws {
+private func example58() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -520,8 +564,17 @@ private func example53() throws {
     _ = (history, folder, best, ())
 }
 
+// Sources/Training/Report/Metrics.swift:6
+private func example59() throws {
+    let report = try ClassificationReport(predicted: [0, 1, 1, 2], truth: [0, 1, 2, 2], classes: 3)
+    print(report.precision)    // [1.0, 0.5, 1.0]
+    print(report.recall)       // [1.0, 1.0, 0.5]
+    print(report.macroF1)      // 0.7777…
+    _ = (report, ())
+}
+
 // Sources/Training/Report/Plots.swift:10
-private func example54() throws {
+private func example60() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -530,8 +583,15 @@ private func example54() throws {
     _ = (history, folder, matrix, ())
 }
 
+// Sources/Training/Report/RunFolder.swift:11
+private func example61() throws {
+    let folder = try RunFolder.create(in: URL(fileURLWithPath: "runs"))   // runs/version_3, runs/latest → version_3
+    let trainer = Trainer(maxEpochs: 10, outputFolder: folder)
+    _ = (folder, trainer, ())
+}
+
 // Sources/Training/Report/TensorBoard.swift:265
-private func example55() throws {
+private func example62() throws {
     let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
     let model = Sequential(try Linear(784, 10))
     let trainer = Trainer(maxEpochs: 5, callbacks: [board], logEvery: 50)
@@ -542,8 +602,8 @@ private func example55() throws {
     _ = (board, model, trainer, ())
 }
 
-// Sources/Training/Trainer.swift:49
-private func example56() throws {
+// Sources/Training/Trainer.swift:58
+private func example63() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -554,4 +614,4 @@ private func example56() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 57
+let docExampleCount = 64
