@@ -25,7 +25,10 @@ struct DocExampleTests {
                 current = []
                 start = number + 2
             } else if current != nil, trimmed == "```" {
-                examples.append(Example(source: source, line: start, code: current ?? []))
+                // A fragment of a manifest (first line `// Package.swift`) is not program code.
+                if current?.first?.trimmingCharacters(in: .whitespaces) != "// Package.swift" {
+                    examples.append(Example(source: source, line: start, code: current ?? []))
+                }
                 current = nil
             } else if current != nil {
                 current?.append(line)

@@ -6,8 +6,29 @@
 import Foundation
 import Kiln
 
-// README.md:56
+// README.md:42
 private func example0() throws {
+
+    // Fashion-MNIST, a two-layer network and Lightning's fit loop, on the default device.
+    RandomState.manualSeed(0)
+    let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
+    let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
+    let trainer = Trainer(maxEpochs: 10, callbacks: [EarlyStopping(monitor: "val_loss", patience: 3)])
+    try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try Adam(model.parameters, lr: 1e-3),
+                    train: try DataLoader(train, batchSize: 128, shuffle: true, seed: 0),
+                    validation: try DataLoader(validation, batchSize: 1000))
+
+    // Evaluate once on the test set, save for PyTorch, predict.
+    let test = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
+    let (_, accuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: test)
+    try Checkpoint.saveModel(model, to: "model.safetensors")     // model.load_state_dict(load_file(...)) in PyTorch
+    let (classes, _) = try trainer.predict(model: model, data: test)
+    print("test accuracy \(accuracy ?? 0), first predictions \(classes.prefix(5))")
+    _ = (train, validation, model, trainer, test, accuracy, classes, ())
+}
+
+// README.md:131
+private func example1() throws {
 
     // Tensors live on a device; operations enqueue kernels and return at once.
     let x = try Tensor([[1, 2], [3, 4]], requiresGrad: true)
@@ -39,8 +60,8 @@ private func example0() throws {
     _ = (x, y, model, train, test, trainer, ())
 }
 
-// README.md:90
-private func example1() throws {
+// README.md:165
+private func example2() throws {
 
     let net = Sequential(
         try Conv2d(1, 32, kernelSize: 3, padding: 1), try BatchNorm2d(32), ReLU(), try MaxPool2d(2),
@@ -54,8 +75,182 @@ private func example1() throws {
     _ = (net, images, ())
 }
 
+// Sources/Kiln/Kiln.docc/BenchmarksAndProfiling.md:31
+private func example3() throws {
+
+    let device = try Device.select("cpu", profiling: true)
+    try Tensor.withDevice(device) {
+        let a = try Tensor.randn([256, 256])
+        _ = try a.matmul(a).sum().item()
+    }
+    print(device.queue.profiler.table(top: 5))        // kernel, launches, device time
+    _ = (device, ())
+}
+
+// Sources/Kiln/Kiln.docc/CheckpointsAndInterop.md:14
+private func example4() throws {
+
+    let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
+    try Checkpoint.saveModel(model, to: "mlp.safetensors", metadata: ["note": "epoch 10"])
+    let copy = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
+    try Checkpoint.loadModel(copy, from: "mlp.safetensors")
+    _ = (model, copy, ())
+}
+
+// Sources/Kiln/Kiln.docc/ChoosingADevice.md:21
+private func example5() throws {
+
+    for info in try Device.list() {
+        print(info.name, info.selectors)              // "pthread-…" ["0:0", "cpu", "cpu:0", …]
+    }
+    let device = try Device.open(nil)                 // the default device
+    let chosen = try Device.select("cpu")             // a device by selector
+    try Tensor.withDevice(chosen) {
+        let x = try Tensor.ones([3])                  // made on `chosen`
+        print(x.device === chosen, device.info.name)
+    }
+    _ = (device, chosen, ())
+}
+
+// Sources/Kiln/Kiln.docc/ConvolutionalNetworks.md:12
+private func example6() throws {
+
+    let net = Sequential(
+        try Conv2d(1, 32, kernelSize: 3, padding: 1), try BatchNorm2d(32), ReLU(), try MaxPool2d(2),
+        try Conv2d(32, 64, kernelSize: 3, padding: 1), try BatchNorm2d(64), ReLU(), try MaxPool2d(2),
+        Flatten(), try Linear(3136, 128), ReLU(), try Dropout(0.25), try Linear(128, 10))
+    let images = try DataLoader(MNISTDataset(split: .train, limit: 1024), batchSize: 128, shuffle: true, seed: 0)
+    images.inputShape = [1, 28, 28]                     // batches [128, 1, 28, 28]
+    images.augmentation = Augmentation(cropPadding: 2)  // random crops from a 2-pixel padding and flips
+    try Trainer(maxEpochs: 1).fit(model: net, loss: CrossEntropyLoss(), optimizer: try Adam(net.parameters), train: images)
+    _ = (net, images, ())
+}
+
+// Sources/Kiln/Kiln.docc/GettingStarted.md:32
+private func example7() throws {
+
+    let device = try Device.shared()                  // KILN_DEVICE, else the first GPU, else the first device
+    print(device)
+    let a = try Tensor([[1, 2], [3, 4]])
+    let b = try a.matmul(a.transposed()) + 1          // enqueued on the device; nothing waits yet
+    print(try b.toArray())                            // [6.0, 12.0, 12.0, 26.0]: reading back waits
+    _ = (device, a, b, ())
+}
+
+// Sources/Kiln/Kiln.docc/Kiln.md:24
+private func example8() throws {
+
+    // Two interleaved classes, a small model, and the PyTorch training loop written out.
+    RandomState.manualSeed(0)
+    let x = try Tensor.randn([256, 2])
+    let y = try (x.sliced(axis: 1, 0..<1) * x.sliced(axis: 1, 1..<2)).gt(0)   // x₀·x₁ > 0: not linearly separable
+    let model = Sequential(try Linear(2, 16), ReLU(), try Linear(16, 1))
+    let optimizer = try Adam(model.parameters, lr: 0.01)
+    for _ in 0..<200 {
+        optimizer.zeroGrad()
+        let loss = try BCEWithLogitsLoss()(try model(x), y)
+        try loss.backward()
+        try optimizer.step()
+    }
+    let accuracy = try ((try model(x)).gt(0) .== y).mean().item()   // read back once, at the end
+    _ = (x, y, model, optimizer, accuracy, ())
+}
+
+// Sources/Kiln/Kiln.docc/TensorsAndAutograd.md:12
+private func example9() throws {
+
+    let x = try Tensor([[1, 2, 3], [4, 5, 6]])        // [2, 3]
+    let column = try Tensor([[10], [20]])              // [2, 1], broadcast along the columns
+    let y = try (x * column).sum(axis: 1)              // [140, 1500]
+    let z = try x.permuted(1, 0).reshaped([3, 2])      // views become copies only when needed
+    let mask = try x.gt(2)                             // 0/1 floats, as torch's bool → float
+    let picked = try Tensor.where(mask, x, try Tensor.zeros([2, 3]))
+    print(try y.toArray(), z.shape, try picked.toArray())
+    _ = (x, column, y, z, mask, picked, ())
+}
+
+// Sources/Kiln/Kiln.docc/TensorsAndAutograd.md:30
+private func example10() throws {
+
+    let w = try Tensor([[0.5, -1], [2, 0]], requiresGrad: true)
+    let input = try Tensor([[1, 2]])
+    let loss = try (input.matmul(w).relu() * 3).sum()
+    try loss.backward()
+    print(try w.grad?.toArray() ?? [])                // [3.0, 0.0, 6.0, 0.0]
+    let frozen = try withNoGrad { try input.matmul(w) }
+    print(frozen.requiresGrad)                        // false
+    try clipGradNorm([w], maxNorm: 1)                 // torch.nn.utils.clip_grad_norm_
+    _ = (w, input, loss, frozen, ())
+}
+
+// Sources/Kiln/Kiln.docc/TheKernelCache.md:25
+private func example11() throws {
+
+    if let cache = BinaryCache.fromEnvironment() {
+        for entry in cache.entries() {
+            print(entry.key, entry.bytes, entry.description?.device ?? "an earlier Kiln's entry")
+        }
+    }
+}
+
+// Sources/Kiln/Kiln.docc/TrainingWithTheTrainer.md:13
+private func example12() throws {
+
+    RandomState.manualSeed(0)
+    let full = try MNISTDataset(split: .train, limit: 6000)
+    let (train, validation) = try full.split(validationFraction: 0.1, seed: 0)   // validation from the training data
+    let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
+    let trainer = Trainer(maxEpochs: 3, callbacks: [
+        EarlyStopping(monitor: "val_loss", patience: 2),
+        try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 1),
+    ], outputFolder: try RunFolder.create(in: URL(fileURLWithPath: "runs")))   // runs/version_N
+    trainer.accumulateGradBatches = 2                 // Lightning's accumulate_grad_batches
+    trainer.gradientClipping = .norm(1.0)             // gradient_clip_val, gradient_clip_algorithm="norm"
+    let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: try Adam(model.parameters),
+                                  train: try DataLoader(train, batchSize: 128, shuffle: true, seed: 0),
+                                  validation: try DataLoader(validation, batchSize: 1000))
+    print(history.best(metric: "val_accuracy")?.epoch ?? 0)
+    _ = (full, train, validation, model, trainer, history, ())
+}
+
+// Sources/Kiln/Kiln.docc/TrainingWithTheTrainer.md:44
+private func example13() throws {
+
+    let warmupThenCosine = LRSchedule.sequential([.linearWarmup(steps: 469, startFactor: 0.1),
+                                                  .cosine(period: 9, minimum: 0)], milestones: [1])
+    let scheduler = LRScheduler(warmupThenCosine)
+    let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/board"))
+    let trainer = Trainer(maxEpochs: 10, callbacks: [board, scheduler])   // the logger first: it logs the rate each step used
+    print(trainer.callbacks.count)
+    _ = (warmupThenCosine, scheduler, board, trainer, ())
+}
+
+// Sources/Kiln/Kiln.docc/WritingAModule.md:13
+private func example14() throws {
+
+    final class CircleModel: Module {
+        let layer_1: Linear, layer_2: Linear, layer_3: Linear
+        override init() throws {
+            layer_1 = try Linear(2, 10)
+            layer_2 = try Linear(10, 10)
+            layer_3 = try Linear(10, 1)
+        }
+        override func forward(_ x: Tensor) throws -> Tensor {
+            try layer_3(layer_2(layer_1(x).relu()).relu())
+        }
+    }
+
+    let model = try CircleModel()
+    print(model)                                      // CircleModel( (layer_1): Linear(in_features=2, out_features=10, bias=True) …
+    print(model.namedParameters().map(\.name))        // ["layer_1.weight", "layer_1.bias", …]
+    try Init.xavierUniform(model.layer_1.weight)      // nn.init.xavier_uniform_
+    model.layer_1.freeze()                            // requires_grad_(False) on its parameters
+    print(try model.summary(inputShape: [2]))         // torchinfo's table
+    _ = (model, ())
+}
+
 // Sources/Device/Buffer.swift:18
-private func example2() throws {
+private func example15() throws {
     let device = try Device.shared()
     let b: Buffer<Float> = try device.buffer(count: 1024)
     try b.fill(1)
@@ -64,7 +259,7 @@ private func example2() throws {
 }
 
 // Sources/Device/Device.swift:9
-private func example3() throws {
+private func example16() throws {
     let device = try Device.select("cpu")          // or Device.default(), or KILN_DEVICE=gpu
     let x = try device.buffer([1, 2, 3] as [Float])
     print(try x.toArray())
@@ -72,12 +267,12 @@ private func example3() throws {
 }
 
 // Sources/Device/DeviceInfo.swift:12
-private func example4() throws {
+private func example17() throws {
     for info in try Device.list() { print(info.name, info.selectors) }
 }
 
 // Sources/Kernels/Activation.swift:112
-private func example5() throws {
+private func example18() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([-1, 0, 2] as [Float]), y = try device.buffer(Float.self, count: 3)
@@ -86,7 +281,7 @@ private func example5() throws {
 }
 
 // Sources/Kernels/BatchNorm.swift:56
-private func example6() throws {
+private func example19() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let shape = BatchNormShape(samples: 4, channels: 2)
@@ -98,7 +293,7 @@ private func example6() throws {
 }
 
 // Sources/Kernels/Convolution.swift:9
-private func example7() throws {
+private func example20() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let window = try WindowGeometry(samples: 1, channels: 1, height: 3, width: 3, kernel: (2, 2))
@@ -108,7 +303,7 @@ private func example7() throws {
 }
 
 // Sources/Kernels/CrossEntropy.swift:19
-private func example8() throws {
+private func example21() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let logits = try device.buffer([2, 0, 0, 0, 3, 0] as [Float]), targets = try device.buffer([0, 1] as [Int32])
@@ -118,7 +313,7 @@ private func example8() throws {
 }
 
 // Sources/Kernels/CrossEntropy.swift:97
-private func example9() throws {
+private func example22() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let loss = try device.buffer([Float.nan]), sum = try device.buffer([Float(0)])
@@ -128,7 +323,7 @@ private func example9() throws {
 }
 
 // Sources/Kernels/DataMovement.swift:24
-private func example10() throws {
+private func example23() throws {
     // the transpose of [2, 3] by strides: y[j, i] = x[i, j]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -138,7 +333,7 @@ private func example10() throws {
 }
 
 // Sources/Kernels/Dropout.swift:22
-private func example11() throws {
+private func example24() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([Float](repeating: 1, count: 100)), out = try device.buffer(Float.self, count: 100)
@@ -147,7 +342,7 @@ private func example11() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:83
-private func example12() throws {
+private func example25() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2] as [Float]), y = try device.buffer([10, 20] as [Float])
@@ -156,7 +351,7 @@ private func example12() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:98
-private func example13() throws {
+private func example26() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([1, 2, 3, 4] as [Float]), bias = try device.buffer([10, 20] as [Float])
@@ -165,7 +360,7 @@ private func example13() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:147
-private func example14() throws {
+private func example27() throws {
     // [4, 1] + [1, 3] -> [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -176,7 +371,7 @@ private func example14() throws {
 }
 
 // Sources/Kernels/KernelConfig.swift:21
-private func example15() throws {
+private func example28() throws {
     let device = try Device.shared()
     let config = KernelConfig(for: device.info)              // the rule table
     let gpuPath = KernelConfig(for: device.info, kind: .gpu)  // the other path, for tests
@@ -184,7 +379,7 @@ private func example15() throws {
 }
 
 // Sources/Kernels/KernelLibrary.swift:17
-private func example16() throws {
+private func example29() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2, 3] as [Float]), y = try device.buffer([1, 1, 1] as [Float])
@@ -193,7 +388,7 @@ private func example16() throws {
 }
 
 // Sources/Kernels/Matmul.swift:40
-private func example17() throws {
+private func example30() throws {
     // y = relu(x · wᵀ + b) for x [2, 3], w [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -204,7 +399,7 @@ private func example17() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:86
-private func example18() throws {
+private func example31() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, 0.5] as [Float])
@@ -215,7 +410,7 @@ private func example18() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:122
-private func example19() throws {
+private func example32() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -225,7 +420,7 @@ private func example19() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:138
-private func example20() throws {
+private func example33() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -236,7 +431,7 @@ private func example20() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:197
-private func example21() throws {
+private func example34() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -247,7 +442,7 @@ private func example21() throws {
 }
 
 // Sources/Kernels/Random.swift:35
-private func example22() throws {
+private func example35() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let words = try device.buffer(UInt32.self, count: 8)
@@ -256,7 +451,7 @@ private func example22() throws {
 }
 
 // Sources/Kernels/Random.swift:52
-private func example23() throws {
+private func example36() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -265,7 +460,7 @@ private func example23() throws {
 }
 
 // Sources/Kernels/Random.swift:75
-private func example24() throws {
+private func example37() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -274,7 +469,7 @@ private func example24() throws {
 }
 
 // Sources/Kernels/Reductions.swift:39
-private func example25() throws {
+private func example38() throws {
     // a bias gradient: the column sums of a [3, 2] gradient
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -284,7 +479,7 @@ private func example25() throws {
 }
 
 // Sources/Kernels/Reductions.swift:76
-private func example26() throws {
+private func example39() throws {
     // [2, 3, 4] summed over its middle axis -> [2, 4]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -294,14 +489,14 @@ private func example26() throws {
 }
 
 // Sources/Layers/Convolution.swift:10
-private func example27() throws {
+private func example40() throws {
     let conv = try Conv2d(1, 32, kernelSize: 3, padding: 1)
     let features = try conv(Tensor.zeros([8, 1, 28, 28]))    // [8, 32, 28, 28]
     _ = (conv, features, ())
 }
 
 // Sources/Layers/Init.swift:8
-private func example28() throws {
+private func example41() throws {
     let layer = try Linear(784, 256)
     try Init.kaimingNormal(layer.weight, mode: .fanOut, nonlinearity: .relu)   // nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
     if let bias = layer.bias { try Init.zeros(bias) }
@@ -310,7 +505,7 @@ private func example28() throws {
 }
 
 // Sources/Layers/Module.swift:22
-private func example29() throws {
+private func example42() throws {
     final class CircleModel: Module {
         let layer_1: Linear
         let layer_2: Linear
@@ -328,14 +523,14 @@ private func example29() throws {
 }
 
 // Sources/Layers/Sequential.swift:13
-private func example30() throws {
+private func example43() throws {
     let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
     print(model)          // Sequential( (0): Linear(...) (1): ReLU() (2): Linear(...) )
     _ = (model, ())
 }
 
 // Sources/Support/Console.swift:9
-private func example31() throws {
+private func example44() throws {
     let console = Console(json: true)
     console.say("Device: cpu")                                    // stderr: a person reads it
     try console.emit(["type": "result", "test_accuracy": 0.875])  // stdout: {"test_accuracy":0.875,"type":"result"}
@@ -343,21 +538,21 @@ private func example31() throws {
 }
 
 // Sources/Support/SplitMix64.swift:6
-private func example32() throws {
+private func example45() throws {
     var rng = SplitMix64(seed: 42)
     let order = rng.permutation(10)     // the same 10 indices in the same order everywhere
     _ = (rng, order, ())
 }
 
 // Sources/Tensor/Arithmetic.swift:206
-private func example33() throws {
+private func example46() throws {
     let x = try Tensor([-2, -1, 0, 1, 2])
     let clipped = try Tensor.where(x .> 0, x, Tensor.zeros([1]))   // [0, 0, 0, 1, 2]
     _ = (x, clipped, ())
 }
 
 // Sources/Tensor/Convolution.swift:37
-private func example34() throws {
+private func example47() throws {
     let images = try Tensor.randn([8, 1, 28, 28], seed: 1)
     let weight = try Tensor.randn([16, 1, 3, 3], seed: 2, requiresGrad: true)
     let features = try images.conv2d(weight: weight, padding: 1)   // [8, 16, 28, 28]
@@ -365,7 +560,7 @@ private func example34() throws {
 }
 
 // Sources/Tensor/GradientClipping.swift:5
-private func example35() throws {
+private func example48() throws {
     let w = try Tensor([[3, 4]], requiresGrad: true)
     try (w * w).sum().backward()                       // grad = [6, 8], norm 10
     let norm = try clipGradNorm([w], maxNorm: 5)       // grad = [3, 4] (scaled by 5 / (10 + 1e-6))
@@ -375,7 +570,7 @@ private func example35() throws {
 }
 
 // Sources/Tensor/Matmul.swift:11
-private func example36() throws {
+private func example49() throws {
     let a = try Tensor.randn([8, 3, 4], seed: 1), b = try Tensor.randn([4, 5], seed: 2)
     let c = try a.matmul(b)                               // [8, 3, 5]
     let d = try a.matmul(a, transposeB: true)             // [8, 3, 3]
@@ -383,14 +578,14 @@ private func example36() throws {
 }
 
 // Sources/Tensor/RandomState.swift:30
-private func example37() throws {
+private func example50() throws {
     let a = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }
     let b = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }   // a == b
     _ = (a, b, ())
 }
 
 // Sources/Tensor/Reductions.swift:89
-private func example38() throws {
+private func example51() throws {
     let x = try Tensor([[1, 2, 3], [4, 5, 6]])
     let rows = try x.sum(axis: 1)                  // [6, 15]
     let all = try x.sum()                          // 21
@@ -398,28 +593,28 @@ private func example38() throws {
 }
 
 // Sources/Tensor/Reductions.swift:144
-private func example39() throws {
+private func example52() throws {
     let logits = try Tensor([[0.1, 2, 0.3], [5, 1, 1]])
     let classes = try logits.argmax(axis: 1)       // [1, 0]
     _ = (logits, classes, ())
 }
 
 // Sources/Tensor/Shape.swift:8
-private func example40() throws {
+private func example53() throws {
     let x = try Tensor.arange(0, 6).reshaped([2, 3])
     let column = try x.reshaped([-1, 1])          // [6, 1]
     _ = (x, column, ())
 }
 
 // Sources/Tensor/Shape.swift:76
-private func example41() throws {
+private func example54() throws {
     let nhwc = try Tensor.zeros([2, 4, 4, 3])
     let nchw = try nhwc.permuted([0, 3, 1, 2])    // [2, 3, 4, 4]
     _ = (nhwc, nchw, ())
 }
 
 // Sources/Tensor/Shape.swift:164
-private func example42() throws {
+private func example55() throws {
     let batch = try Tensor.zeros([8, 1, 28, 28])
     let first = try batch[0]                      // [1, 28, 28]
     let pixel = try batch[0, 0, 27, 27]           // []
@@ -427,14 +622,14 @@ private func example42() throws {
 }
 
 // Sources/Tensor/Shape.swift:222
-private func example43() throws {
+private func example56() throws {
     let a = try Tensor.ones([2, 3]), b = try Tensor.zeros([2, 1])
     let joined = try Tensor.concatenated([a, b], along: 1)   // [2, 4]
     _ = (a, b, joined, ())
 }
 
 // Sources/Tensor/Tensor.swift:27
-private func example44() throws {
+private func example57() throws {
     let x = try Tensor([[1, 2], [3, 4]], requiresGrad: true)
     let y = try (x * x).sum()
     try y.backward()
@@ -443,21 +638,21 @@ private func example44() throws {
 }
 
 // Sources/Tensor/Tensor.swift:120
-private func example45() throws {
+private func example58() throws {
     let points = try Tensor([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])   // [3, 2]
     let weights = try Tensor([1.0, 2.0] as [Double], requiresGrad: true)
     _ = (points, weights, ())
 }
 
 // Sources/Training/Architecture.swift:84
-private func example46() throws {
+private func example59() throws {
     let spec = try ModelSpec.parse(Data(#"[{"type": "Linear", "in": 4, "out": 3}, {"type": "ReLU"}]"#.utf8))
     let model = try spec.makeModel()
     _ = (spec, model, ())
 }
 
 // Sources/Training/Callbacks.swift:179
-private func example47() throws {
+private func example60() throws {
     // Linear warm-up over the first 100 steps, multiplied by a cosine decay over 10 epochs.
     let schedule = LRSchedule.chained([.linearWarmup(steps: 100, startFactor: 0.1), .cosine(period: 10, minimum: 0)])
     print(schedule.rate(base: 1e-3, epoch: 0, step: 50))        // 5.5e-4
@@ -468,13 +663,13 @@ private func example47() throws {
 }
 
 // Sources/Training/Callbacks.swift:266
-private func example48() throws {
+private func example61() throws {
     let trainer = Trainer(maxEpochs: 30, callbacks: [try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
     _ = (trainer, ())
 }
 
 // Sources/Training/Data/CSVDataset.swift:27
-private func example49() throws {
+private func example62() throws {
     let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
     let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
     print(iris.classValues)   // ["setosa", "versicolor", "virginica"]
@@ -482,13 +677,13 @@ private func example49() throws {
 }
 
 // Sources/Training/Data/DataError.swift:8
-private func example50() throws {
+private func example63() throws {
     do { _ = try MNISTDataset(split: .test) }
     catch let error as DataError { print(error) }   // "/path/t10k-images-idx3-ubyte.gz: truncated ..."
 }
 
 // Sources/Training/Data/DataLoader.swift:12
-private func example51() throws {
+private func example64() throws {
     let model = Sequential(try Linear(784, 10))
     let optimizer = try SGD(model.parameters, lr: 0.1)
     let loader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 1)
@@ -505,21 +700,21 @@ private func example51() throws {
 }
 
 // Sources/Training/Data/Dataset.swift:35
-private func example52() throws {
+private func example65() throws {
     let data: any Dataset = try MNISTDataset(split: .test)
     print(data.count, data.featureShape, data.features)   // 10000 [28, 28] 784
     _ = (data, ())
 }
 
 // Sources/Training/Data/Dataset.swift:96
-private func example53() throws {
+private func example66() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example54() throws {
+private func example67() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -527,14 +722,14 @@ private func example54() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example55() throws {
+private func example68() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example56() throws {
+private func example69() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
@@ -542,7 +737,7 @@ private func example56() throws {
 }
 
 // Sources/Training/Optimizer.swift:11
-private func example57() throws {
+private func example70() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -553,7 +748,7 @@ private func example57() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example58() throws {
+private func example71() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -565,7 +760,7 @@ private func example58() throws {
 }
 
 // Sources/Training/Report/Metrics.swift:6
-private func example59() throws {
+private func example72() throws {
     let report = try ClassificationReport(predicted: [0, 1, 1, 2], truth: [0, 1, 2, 2], classes: 3)
     print(report.precision)    // [1.0, 0.5, 1.0]
     print(report.recall)       // [1.0, 1.0, 0.5]
@@ -574,7 +769,7 @@ private func example59() throws {
 }
 
 // Sources/Training/Report/Plots.swift:10
-private func example60() throws {
+private func example73() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -584,14 +779,14 @@ private func example60() throws {
 }
 
 // Sources/Training/Report/RunFolder.swift:11
-private func example61() throws {
+private func example74() throws {
     let folder = try RunFolder.create(in: URL(fileURLWithPath: "runs"))   // runs/version_3, runs/latest → version_3
     let trainer = Trainer(maxEpochs: 10, outputFolder: folder)
     _ = (folder, trainer, ())
 }
 
 // Sources/Training/Report/TensorBoard.swift:265
-private func example62() throws {
+private func example75() throws {
     let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
     let model = Sequential(try Linear(784, 10))
     let trainer = Trainer(maxEpochs: 5, callbacks: [board], logEvery: 50)
@@ -603,7 +798,7 @@ private func example62() throws {
 }
 
 // Sources/Training/Trainer.swift:58
-private func example63() throws {
+private func example76() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -614,4 +809,4 @@ private func example63() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 64
+let docExampleCount = 77
