@@ -124,12 +124,11 @@ struct Train: ParsableCommand {
 
     func run() throws {
         Interrupts.install()
-        var folder: URL?
+        let folder = RunFolderChoice()
         do {
-            folder = try runFolder()
-            if let folder { try train(into: folder) }
+            try train(folder: folder)
         } catch let stop as TrainingInterrupted {
-            let last = (folder ?? URL(fileURLWithPath: out ?? runs)).appendingPathComponent("last.safetensors").path
+            let last = (folder.url ?? URL(fileURLWithPath: out ?? runs)).appendingPathComponent("last.safetensors").path
             console.say("\(stop) Saved \(last); continue with: kiln train --resume \(last) (and the same flags).")
             try? console.emit(["type": "interrupted", "signal": stop.signal, "step": stop.step, "checkpoint": last])
             fflush(nil)
@@ -148,7 +147,11 @@ struct Train: ParsableCommand {
         return try RunFolder.create(in: URL(fileURLWithPath: runs))
     }
 
-    func train(into folder: URL) throws {
+    /// The run folder, made once the data, the model and the checkpoint have been checked (so a
+    /// run refused for bad input leaves no empty version folder behind).
+    final class RunFolderChoice { var url: URL? }
+
+    func train(folder choice: RunFolderChoice) throws {
         let device = try deviceOptions.open(profiling: profile)
         console.say("Device: \(device)")
         RandomState.manualSeed(seed)
@@ -162,7 +165,6 @@ struct Train: ParsableCommand {
             (trainSet, validationSet) = (full, nil)
         }
         console.say("Data: \(trainSet.count) training, \(validationSet.map { "\($0.count) validation" } ?? "no validation") and \(test.count) test samples from \(dataOptions.data)")
-        console.say("Run folder: \(folder.path)")
 
         let spec = try architecture.architecture(self.model, features: full.features, featureShape: full.featureShape,
                                                  classes: full.classes)
@@ -186,6 +188,9 @@ struct Train: ParsableCommand {
             trainLoader.augmentation = Augmentation(cropPadding: 2)
         }
 
+        let folder = try runFolder()
+        choice.url = folder
+        console.say("Run folder: \(folder.path)")
         let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
                         "base_learning_rate": String(lr)]
         var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",

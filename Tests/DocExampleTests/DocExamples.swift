@@ -6,7 +6,7 @@
 import Foundation
 import Kiln
 
-// README.md:42
+// README.md:43
 private func example0() throws {
 
     // Fashion-MNIST, a two-layer network and Lightning's fit loop, on the default device.
@@ -27,7 +27,7 @@ private func example0() throws {
     _ = (train, validation, model, trainer, test, accuracy, classes, ())
 }
 
-// README.md:131
+// README.md:132
 private func example1() throws {
 
     // Tensors live on a device; operations enqueue kernels and return at once.
@@ -60,7 +60,7 @@ private func example1() throws {
     _ = (x, y, model, train, test, trainer, ())
 }
 
-// README.md:165
+// README.md:166
 private func example2() throws {
 
     let net = Sequential(
