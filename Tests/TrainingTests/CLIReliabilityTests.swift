@@ -76,6 +76,16 @@ struct CLIReliabilityTests {
         try expectOneLineError(["train", "--resume", ""], "--resume needs a checkpoint file")
         try expectOneLineError(["predict", "--model", "m.safetensors", "--index", "-1"], "--index takes image indices ≥ 0")
         try expectOneLineError(["predict", "--model", "m.safetensors", "--index", "1,,2"], "got \"1,,2\"")
+        try expectOneLineError(["train", "--accumulate", "0"], "--accumulate must be from 1 to 1048576; got 0")
+        try expectOneLineError(["train", "--clip-grad-norm", "nan"], "--clip-grad-norm must be a positive number; got nan")
+        try expectOneLineError(["train", "--clip-grad-value", "-2"], "--clip-grad-value must be a positive number; got -2.0")
+        try expectOneLineError(["train", "--clip-grad-norm", "1", "--clip-grad-value", "1"], "not both")
+        try expectOneLineError(["train", "--schedule", "warmup,,cosine"], "--schedule takes none, step, cosine, warmup, onecycle, plateau")
+        try expectOneLineError(["train", "--schedule", "plateau,cosine"], "cannot be combined")
+        try expectOneLineError(["train", "--schedule", "plateau", "--val-fraction", "0"], "needs validation data")
+        try expectOneLineError(["train", "--runs", ""], "--runs needs a folder name")
+        try expectOneLineError(["train", "--tensorboard", ""], "--tensorboard needs a folder name")
+        try expectOneLineError(["cache", "bogus"], "bogus")
     }
 
     @Test("files that are folders, devices, pipes or in the way give one line naming the path; an unusable cache folder runs uncached")
