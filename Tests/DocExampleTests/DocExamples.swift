@@ -46,7 +46,7 @@ private func example1() throws {
         try Conv2d(1, 32, kernelSize: 3, padding: 1), try BatchNorm2d(32), ReLU(), try MaxPool2d(2),
         try Conv2d(32, 64, kernelSize: 3, padding: 1), try BatchNorm2d(64), ReLU(), try MaxPool2d(2),
         Flatten(), try Linear(3136, 128), ReLU(), try Dropout(0.25), try Linear(128, 10))
-    print(try net.summary(inputShape: [1, 28, 28]))       // torchinfo's table: output shapes, 421,834 parameters
+    print(try net.summary(inputShape: [1, 1, 28, 28]))    // torchinfo's table: output shapes, 421,834 parameters
     let images = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     images.inputShape = [1, 28, 28]                       // batches [128, 1, 28, 28] instead of [128, 784]
     images.augmentation = Augmentation(cropPadding: 2)    // random crop and flip, on the device
@@ -467,15 +467,23 @@ private func example47() throws {
     _ = (data, ())
 }
 
-// Sources/Training/Data/Dataset.swift:96
+// Sources/Training/Data/Dataset.swift:74
 private func example48() throws {
+    let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
+                               targets: .classes([0, 1, 1, 0], classes: 2))
+    let ones = try xor.subset(classes: [1])   // the samples [0, 1] and [1, 0], both labelled 0
+    _ = (xor, ones, ())
+}
+
+// Sources/Training/Data/Dataset.swift:137
+private func example49() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example49() throws {
+private func example50() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -483,22 +491,37 @@ private func example49() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example50() throws {
+private func example51() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example51() throws {
+private func example52() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
     _ = (test, train, validation, ())
 }
 
+// Sources/Training/Data/MNIST.swift:175
+private func example53() throws {
+    let footwear = try MNISTDataset(split: .test).subset(classes: [5, 7, 9])
+    print(footwear.classes, footwear.classNames)   // 3 ["Sandal", "Sneaker", "Ankle boot"]
+    _ = (footwear, ())
+}
+
+// Sources/Training/Data/PNM.swift:22
+private func example54() throws {
+    let image = try PGMImage(contentsOf: URL(fileURLWithPath: "shoe.pgm"))
+    let small = try image.resized(width: 28, height: 28)   // a box filter: each pixel averages its area
+    print(small.width, small.height, small.brightness.count)   // 28 28 784
+    _ = (image, small, ())
+}
+
 // Sources/Training/Optimizer.swift:11
-private func example52() throws {
+private func example55() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -509,7 +532,7 @@ private func example52() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example53() throws {
+private func example56() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -521,7 +544,7 @@ private func example53() throws {
 }
 
 // Sources/Training/Report/Plots.swift:10
-private func example54() throws {
+private func example57() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -531,7 +554,7 @@ private func example54() throws {
 }
 
 // Sources/Training/Trainer.swift:49
-private func example55() throws {
+private func example58() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -542,4 +565,4 @@ private func example55() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 56
+let docExampleCount = 59
