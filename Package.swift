@@ -1,6 +1,13 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Examples/: one program per idea, each one readable file (see Examples/README.md); run one with
+// `swift run <Name>`.
+let examples: [Target] = ["LinearRegression", "Perceptron", "Circles", "CustomModule", "FashionMNIST", "CNN", "FineTune"].map {
+    .executableTarget(name: $0, dependencies: ["Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                      path: "Examples/\($0)")
+}
+
 let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v13)],
@@ -89,5 +96,5 @@ let package = Package(
                     path: "Tests/KernelTests"),
         // Replays every file of Fuzz/Corpus through the fuzz entries (no device needed).
         .testTarget(name: "FuzzTests", dependencies: ["KilnFuzzing"], path: "Tests/FuzzTests"),
-    ]
+    ] + examples
 )

@@ -67,7 +67,7 @@ private func example2() throws {
         try Conv2d(1, 32, kernelSize: 3, padding: 1), try BatchNorm2d(32), ReLU(), try MaxPool2d(2),
         try Conv2d(32, 64, kernelSize: 3, padding: 1), try BatchNorm2d(64), ReLU(), try MaxPool2d(2),
         Flatten(), try Linear(3136, 128), ReLU(), try Dropout(0.25), try Linear(128, 10))
-    print(try net.summary(inputShape: [1, 28, 28]))       // torchinfo's table: output shapes, 421,834 parameters
+    print(try net.summary(inputShape: [1, 1, 28, 28]))    // torchinfo's table: output shapes, 421,834 parameters
     let images = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     images.inputShape = [1, 28, 28]                       // batches [128, 1, 28, 28] instead of [128, 784]
     images.augmentation = Augmentation(cropPadding: 2)    // random crop and flip, on the device
@@ -245,7 +245,7 @@ private func example14() throws {
     print(model.namedParameters().map(\.name))        // ["layer_1.weight", "layer_1.bias", …]
     try Init.xavierUniform(model.layer_1.weight)      // nn.init.xavier_uniform_
     model.layer_1.freeze()                            // requires_grad_(False) on its parameters
-    print(try model.summary(inputShape: [2]))         // torchinfo's table
+    print(try model.summary(inputShape: [1, 2]))      // torchinfo's table (the input with its batch axis)
     _ = (model, ())
 }
 
@@ -706,15 +706,23 @@ private func example65() throws {
     _ = (data, ())
 }
 
-// Sources/Training/Data/Dataset.swift:96
+// Sources/Training/Data/Dataset.swift:74
 private func example66() throws {
+    let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
+                               targets: .classes([0, 1, 1, 0], classes: 2))
+    let ones = try xor.subset(classes: [1])   // the samples [0, 1] and [1, 0], both labelled 0
+    _ = (xor, ones, ())
+}
+
+// Sources/Training/Data/Dataset.swift:137
+private func example67() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example67() throws {
+private func example68() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -722,22 +730,37 @@ private func example67() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example68() throws {
+private func example69() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example69() throws {
+private func example70() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
     _ = (test, train, validation, ())
 }
 
+// Sources/Training/Data/MNIST.swift:175
+private func example71() throws {
+    let footwear = try MNISTDataset(split: .test).subset(classes: [5, 7, 9])
+    print(footwear.classes, footwear.classNames)   // 3 ["Sandal", "Sneaker", "Ankle boot"]
+    _ = (footwear, ())
+}
+
+// Sources/Training/Data/PNM.swift:22
+private func example72() throws {
+    let image = try PGMImage(contentsOf: URL(fileURLWithPath: "shoe.pgm"))
+    let small = try image.resized(width: 28, height: 28)   // a box filter: each pixel averages its area
+    print(small.width, small.height, small.brightness.count)   // 28 28 784
+    _ = (image, small, ())
+}
+
 // Sources/Training/Optimizer.swift:11
-private func example70() throws {
+private func example73() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -748,7 +771,7 @@ private func example70() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example71() throws {
+private func example74() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -760,7 +783,7 @@ private func example71() throws {
 }
 
 // Sources/Training/Report/Metrics.swift:6
-private func example72() throws {
+private func example75() throws {
     let report = try ClassificationReport(predicted: [0, 1, 1, 2], truth: [0, 1, 2, 2], classes: 3)
     print(report.precision)    // [1.0, 0.5, 1.0]
     print(report.recall)       // [1.0, 1.0, 0.5]
@@ -769,7 +792,7 @@ private func example72() throws {
 }
 
 // Sources/Training/Report/Plots.swift:10
-private func example73() throws {
+private func example76() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -779,14 +802,14 @@ private func example73() throws {
 }
 
 // Sources/Training/Report/RunFolder.swift:11
-private func example74() throws {
+private func example77() throws {
     let folder = try RunFolder.create(in: URL(fileURLWithPath: "runs"))   // runs/version_3, runs/latest → version_3
     let trainer = Trainer(maxEpochs: 10, outputFolder: folder)
     _ = (folder, trainer, ())
 }
 
 // Sources/Training/Report/TensorBoard.swift:265
-private func example75() throws {
+private func example78() throws {
     let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
     let model = Sequential(try Linear(784, 10))
     let trainer = Trainer(maxEpochs: 5, callbacks: [board], logEvery: 50)
@@ -798,7 +821,7 @@ private func example75() throws {
 }
 
 // Sources/Training/Trainer.swift:58
-private func example76() throws {
+private func example79() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -809,4 +832,4 @@ private func example76() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 77
+let docExampleCount = 80

@@ -64,6 +64,47 @@ extension Dataset {
         return try ArrayDataset(inputs: picked, featureShape: featureShape, targets: targets.subset(indices))
     }
 
+    /// The samples whose class is one of `classes`, in dataset order, relabelled by their class's
+    /// position in `classes`: `subset(classes: 5...9)` gives the samples of classes 5 to 9 with
+    /// labels 0 to 4, for a model with 5 outputs (PyTorch's `Subset` of those indices with a
+    /// target transform). Throws a `DataError` when the targets are not classes, when `classes` is
+    /// empty, repeats a class or names one out of range, or when no sample has any of them.
+    ///
+    /// ```swift
+    /// let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
+    ///                            targets: .classes([0, 1, 1, 0], classes: 2))
+    /// let ones = try xor.subset(classes: [1])   // the samples [0, 1] and [1, 0], both labelled 0
+    /// ```
+    public func subset(classes: some Collection<Int>) throws -> ArrayDataset {
+        let (indices, labels, count) = try classSelection(Array(classes), what: "subset(classes:)")
+        let picked = try subset(indices)
+        return try ArrayDataset(inputs: picked.inputs, featureShape: featureShape, targets: .classes(labels, classes: count))
+    }
+
+    /// The indices of the samples of `classes` and their new labels (positions in `classes`).
+    func classSelection(_ classes: [Int], what: String) throws -> (indices: [Int], labels: [Int], classes: Int) {
+        guard case .classes(let labels, let classCount) = targets else {
+            throw DataError("\(what): the dataset's targets are values, not classes")
+        }
+        guard !classes.isEmpty else { throw DataError("\(what): no classes given") }
+        if let bad = classes.first(where: { $0 < 0 || $0 >= classCount }) {
+            throw DataError("\(what): class \(bad) is outside the dataset's 0..<\(classCount)")
+        }
+        var position: [Int: Int] = [:]
+        for (index, label) in classes.enumerated() {
+            guard position[label] == nil else { throw DataError("\(what): class \(label) is given twice") }
+            position[label] = index
+        }
+        var indices: [Int] = [], newLabels: [Int] = []
+        for (index, label) in labels.enumerated() {
+            guard let new = position[label] else { continue }
+            indices.append(index)
+            newLabels.append(new)
+        }
+        guard !indices.isEmpty else { throw DataError("\(what): no sample has class \(classes.map(String.init).joined(separator: ", "))") }
+        return (indices, newLabels, classes.count)
+    }
+
     /// A training and a validation part, chosen by a seeded shuffle (see `splitIndices`).
     public func split(validationFraction: Double, seed: UInt64) throws -> (train: ArrayDataset, validation: ArrayDataset) {
         let parts = try splitIndices(count: count, validationFraction: validationFraction, seed: seed)

@@ -168,6 +168,21 @@ public struct MNISTDataset: Dataset, Sendable {
                             classes: classes, classNames: classNames)
     }
 
+    /// The images of `classes`, in dataset order, relabelled by their class's position in
+    /// `classes` and keeping those classes' names (see `Dataset.subset(classes:)`).
+    ///
+    /// ```swift
+    /// let footwear = try MNISTDataset(split: .test).subset(classes: [5, 7, 9])
+    /// print(footwear.classes, footwear.classNames)   // 3 ["Sandal", "Sneaker", "Ankle boot"]
+    /// ```
+    public func subset(classes: some Collection<Int>) throws -> MNISTDataset {
+        let chosen = Array(classes)
+        let (indices, labels, count) = try classSelection(chosen, what: "MNISTDataset.subset(classes:)")
+        let picked = try subset(indices)
+        return MNISTDataset(images: picked.images, labels: labels, featureShape: featureShape, classes: count,
+                            classNames: chosen.map { classNames[$0] })
+    }
+
     /// A training part and a validation part carved out of this dataset by a seeded shuffle
     /// (`splitIndices`): the same split for the same seed on every machine.
     public func split(validationFraction: Double, seed: UInt64) throws -> (train: MNISTDataset, validation: MNISTDataset) {
