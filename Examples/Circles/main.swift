@@ -53,7 +53,7 @@ struct Circles: ParsableCommand {
 
     func compare() throws {
         // 1000 points, 800 to train on and 200 to test on (they come shuffled).
-        let (points, labels) = try makeCircles(count: 1000, noise: 0.03, factor: factor, seed: 42)
+        let (points, labels) = try SyntheticData.circles(count: 1000, noise: 0.03, factor: factor, seed: 42)
         let train = (points: try points[..<800], labels: try labels[..<800])
         let test = (points: try points[800...], labels: try labels[800...])
 
@@ -103,27 +103,6 @@ struct Circles: ParsableCommand {
     }
 
     func percent(_ fraction: Float) -> String { String(format: "%5.1f%%", fraction * 100) }
-}
-
-/// Two rings as scikit-learn's `make_circles(count, noise:, factor:)` makes them: half the
-/// points evenly spaced on the unit circle (label 0), the other half on a circle of radius
-/// `factor` inside it (label 1), shuffled, then moved by Gaussian noise of standard deviation
-/// `noise`. Points [count, 2] and labels [count, 1], the same for the same seed.
-func makeCircles(count: Int, noise: Float, factor: Float, seed: UInt64) throws -> (points: Tensor, labels: Tensor) {
-    let outer = count / 2
-    var coordinates: [Float] = [], labels: [Float] = []
-    for (label, ringCount, radius) in [(0, outer, 1), (1, count - outer, factor)] {
-        for i in 0..<ringCount {
-            let angle = 2 * Float.pi * Float(i) / Float(ringCount)
-            coordinates += [radius * cos(angle), radius * sin(angle)]
-            labels.append(Float(label))
-        }
-    }
-    var rng = SplitMix64(seed: seed)
-    let order = rng.permutation(count)
-    let clean = try Tensor(order.flatMap { [coordinates[2 * $0], coordinates[2 * $0 + 1]] }, shape: [count, 2])
-    let jitter = try RandomState.withSeed(seed) { try Tensor.randn([count, 2], std: noise) }
-    return (try clean + jitter, try Tensor(order.map { labels[$0] }, shape: [count, 1]))
 }
 
 /// An SVG with one panel per model: the square [-1.5, 1.5]² coloured by the model's predicted

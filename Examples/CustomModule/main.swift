@@ -90,7 +90,7 @@ struct CustomModule: ParsableCommand {
         for (name, parameter) in model.namedParameters() { print("  \(name): \(parameter.shape)") }
 
         // Train it on the rings, all 1000 points at once.
-        let (points, labels) = try makeCircles(count: 1000, noise: 0.03, factor: 0.8, seed: 42)
+        let (points, labels) = try SyntheticData.circles(count: 1000, noise: 0.03, factor: 0.8, seed: 42)
         let lossFunction = BCEWithLogitsLoss()
         let optimizer = try Adam(model.parameters, lr: 0.01)
         let epochs = quick ? 100 : 500
@@ -119,26 +119,6 @@ struct CustomModule: ParsableCommand {
         print("logits at (0, 0), (0.5, 0), (1, 0): \(before.map { String(format: "%.6f", $0) }.joined(separator: ", "))")
         print("the loaded model gives the same: \(before == after)")
     }
-}
-
-/// Two rings as scikit-learn's `make_circles(count, noise:, factor:)` makes them: half the points
-/// on the unit circle (label 0), half on a circle of radius `factor` (label 1), shuffled and moved
-/// by Gaussian noise. Points [count, 2] and labels [count, 1].
-func makeCircles(count: Int, noise: Float, factor: Float, seed: UInt64) throws -> (points: Tensor, labels: Tensor) {
-    let outer = count / 2
-    var coordinates: [Float] = [], labels: [Float] = []
-    for (label, ringCount, radius) in [(0, outer, 1), (1, count - outer, factor)] {
-        for i in 0..<ringCount {
-            let angle = 2 * Float.pi * Float(i) / Float(ringCount)
-            coordinates += [radius * cos(angle), radius * sin(angle)]
-            labels.append(Float(label))
-        }
-    }
-    var rng = SplitMix64(seed: seed)
-    let order = rng.permutation(count)
-    let clean = try Tensor(order.flatMap { [coordinates[2 * $0], coordinates[2 * $0 + 1]] }, shape: [count, 2])
-    let jitter = try RandomState.withSeed(seed) { try Tensor.randn([count, 2], std: noise) }
-    return (try clean + jitter, try Tensor(order.map { labels[$0] }, shape: [count, 1]))
 }
 
 CustomModule.main()

@@ -201,6 +201,23 @@ struct TrainingToolsTests {
         #expect(try w.toArray().allSatisfy { $0 == 0.25 })
     }
 
+    @Test("SyntheticData.circles makes scikit-learn's two rings: half on each, radii 1 and factor, seeded")
+    func circles() throws {
+        let (points, labels) = try SyntheticData.circles(count: 101, factor: 0.5, seed: 3)
+        #expect(points.shape == [101, 2] && labels.shape == [101, 1])
+        let xy = try points.toArray(), y = try labels.toArray()
+        #expect(y.filter { $0 == 1 }.count == 51 && y.filter { $0 == 0 }.count == 50)
+        for i in 0..<101 {
+            let radius = (xy[2 * i] * xy[2 * i] + xy[2 * i + 1] * xy[2 * i + 1]).squareRoot()
+            #expect(abs(radius - (y[i] == 1 ? 0.5 : 1)) < 1e-5)
+        }
+        #expect(try SyntheticData.circles(count: 101, noise: 0.1, seed: 3).points.toArray()
+                == SyntheticData.circles(count: 101, noise: 0.1, seed: 3).points.toArray())
+        #expect(throws: DataError.self) { try SyntheticData.circles(count: 1) }
+        #expect(throws: DataError.self) { try SyntheticData.circles(count: 10, factor: 1) }
+        #expect(throws: DataError.self) { try SyntheticData.circles(count: 10, noise: .nan) }
+    }
+
     // MARK: Reports and run folders
 
     @Test("history.csv writes a float learning rate as it was given (0.001, not 0.0010000000474974513)")
