@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
+        .library(name: "KilnDistributed", targets: ["KilnDistributed"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
         .executable(name: "kiln-bench", targets: ["KilnBenchMain"]),
         // Fuzz targets (scripts/fuzz.sh builds them for libFuzzer; normally they replay files).
@@ -61,6 +62,9 @@ let package = Package(
         .target(name: "Kiln", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "KilnTraining"],
                 path: "Sources/Kiln"),
 
+        // Data-parallel training over the system's Open MPI, loaded at run time (no link dependency).
+        .target(name: "KilnDistributed", dependencies: ["KilnTraining"], path: "Sources/Distributed"),
+
         // The benchmark suite: `kiln bench`, or `swift run -c release kiln-bench`.
         .target(name: "KilnBenchmarks", dependencies: [
             "Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -69,7 +73,7 @@ let package = Package(
 
         // The `kiln` command-line tool.
         .executableTarget(name: "KilnCLI", dependencies: [
-            "Kiln", "KilnBenchmarks", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kiln", "KilnBenchmarks", "KilnDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI"),
 
         // Fuzzing: one entry per reader (Fuzz/Entries), one libFuzzer target per entry. Built with
@@ -88,10 +92,10 @@ let package = Package(
                     path: "Tests/DeviceTests"),
         .testTarget(name: "TensorTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnTestSupport"],
                     path: "Tests/TensorTests"),
-        .testTarget(name: "TrainingTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/TrainingTests"),
+        .testTarget(name: "TrainingTests", dependencies: ["Kiln", "KilnDistributed", "KilnTestSupport"], path: "Tests/TrainingTests"),
         .testTarget(name: "ModelTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/ModelTests"),
         // Compiles every Swift example of the README and the `///` comments (DocExamples.swift).
-        .testTarget(name: "DocExampleTests", dependencies: ["Kiln"], path: "Tests/DocExampleTests"),
+        .testTarget(name: "DocExampleTests", dependencies: ["Kiln", "KilnDistributed"], path: "Tests/DocExampleTests"),
         .testTarget(name: "KernelTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
         // Replays every file of Fuzz/Corpus through the fuzz entries (no device needed).

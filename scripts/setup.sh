@@ -3,7 +3,9 @@
 # command and stops. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-packages=(pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo dataset-fashion-mnist zlib1g-dev)
+# openmpi-bin and libopenmpi-dev: `mpirun -np N kiln train` and the data-parallel tests (Kiln loads
+# libmpi at run time, so it builds and runs without them).
+packages=(pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo dataset-fashion-mnist zlib1g-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

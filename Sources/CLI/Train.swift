@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kiln
+import KilnDistributed
 
 /// `--data DIR`: any MNIST-format folder.
 struct DataOptions: ParsableArguments {
@@ -72,6 +73,8 @@ struct Train: ParsableCommand {
     var tensorboard: String?
     @Flag(help: "Write JSON Lines to stdout (one line per epoch, then the result; see the discussion) and everything else to stderr.")
     var json = false
+    @Flag(name: .customLong("check-replicas"), help: "Under mpirun: after every step, check that every process holds bit-identical parameters (slow; for tests).")
+    var checkReplicas = false
     @Flag(help: "Record each kernel's device time (OpenCL profiling events) and print the top kernels, launches per step and pool statistics at the end.")
     var profile = false
 
@@ -120,20 +123,54 @@ struct Train: ParsableCommand {
 
     static let schedules = ["none", "step", "cosine", "warmup", "onecycle", "plateau"]
 
-    var console: Console { Console(json: json) }
+    /// This process's rank in a data-parallel run started by `mpirun` (0 otherwise): only rank 0
+    /// writes files and output.
+    var rank: Int { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap { Int($0) } ?? 0 }
+
+    var console: Console { Console(json: json, silent: rank != 0) }
 
     func run() throws {
         Interrupts.install()
         let folder = RunFolderChoice()
+        // `mpirun -np N kiln train`: N processes train one model data-parallel.
+        let group: MPIProcessGroup?
         do {
-            try train(folder: folder)
+            group = (MPIProcessGroup.launchedSize ?? 1) > 1 ? try MPIProcessGroup() : nil
+        } catch { throw Failure(error) }
+        if group != nil { shareCores() }
+        do {
+            try train(folder: folder, group: group)
+            group?.finalize()
         } catch let stop as TrainingInterrupted {
             let last = (folder.url ?? URL(fileURLWithPath: out ?? runs)).appendingPathComponent("last.safetensors").path
             console.say("\(stop) Saved \(last); continue with: kiln train --resume \(last) (and the same flags).")
             try? console.emit(["type": "interrupted", "signal": stop.signal, "step": stop.step, "checkpoint": last])
             fflush(nil)
+            group?.finalize()
             throw ExitCode(stop.exitStatus)
-        } catch let error as ValidationError { throw error } catch { throw Failure(error) }
+        } catch let error as DistributedError {
+            // Every process found the same mismatch: each says so and they end together.
+            FileHandle.standardError.write(Data("Error (rank \(rank)): \(error)\n".utf8))
+            group?.finalize()
+            throw ExitCode.failure
+        } catch {
+            guard let group else {
+                if let error = error as? ValidationError { throw error }
+                throw Failure(error)
+            }
+            // One process failed: it says why and ends the job, so the others never wait for it.
+            let message = (error as? ValidationError)?.message ?? Failure(error).description
+            FileHandle.standardError.write(Data("Error (rank \(group.rank) of \(group.size)): \(message)\n".utf8))
+            group.abort(code: 1)
+        }
+    }
+
+    /// Limits PoCL to this process's share of the machine's cores (unless POCL_CPU_MAX_CU_NUM is
+    /// set), so N processes on one machine do not each start a thread per core.
+    func shareCores() {
+        guard ProcessInfo.processInfo.environment["POCL_CPU_MAX_CU_NUM"] == nil else { return }
+        let share = max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, MPIProcessGroup.localSize ?? 1))
+        setenv("POCL_CPU_MAX_CU_NUM", String(share), 1)
     }
 
     /// `--out`, else the folder of the checkpoint `--resume` continues, else a new `runs/version_N`.
@@ -151,7 +188,7 @@ struct Train: ParsableCommand {
     /// run refused for bad input leaves no empty version folder behind).
     final class RunFolderChoice { var url: URL? }
 
-    func train(folder choice: RunFolderChoice) throws {
+    func train(folder choice: RunFolderChoice, group: MPIProcessGroup?) throws {
         let device = try deviceOptions.open(profiling: profile)
         console.say("Device: \(device)")
         RandomState.manualSeed(seed)
@@ -178,6 +215,22 @@ struct Train: ParsableCommand {
         let lr = self.lr ?? resumed?.baseLearningRate ?? 1e-3
         let optimizer = try makeOptimizer(optimizerName, lr: lr, model.parameters)
         let trainLoader = try DataLoader(trainSet, batchSize: batchSize, shuffle: true, seed: seed, on: device)
+        let parallel = group.map { DataParallel(group: $0) }
+        if let group {
+            // Each process takes its shard of every epoch (DistributedSampler); the settings that
+            // must agree are checked across the processes before anything trains.
+            trainLoader.shard = try DataLoader.Shard(rank: group.rank, count: group.size)
+            let configuration = [try spec.json(), "\(batchSize) \(lr) \(optimizerName) \(seed) \(epochs) \(schedule) \(valFraction)",
+                                 "\(limit ?? -1) \(accumulate) \(String(describing: clipGradNorm)) \(String(describing: clipGradValue))",
+                                 "\(augment) \(trainSet.count) \(test.count) \(resume ?? "")"].joined(separator: "|")
+            try parallel?.checkConfiguration(configuration)
+            if let resumed, resumed.worldSize != group.size {
+                throw ValidationError("\(resume ?? "The checkpoint") was trained by \(resumed.worldSize) process(es); resume it with mpirun -np \(resumed.worldSize).")
+            }
+            console.say("Data parallel: \(group.size) processes, \(trainLoader.batchesPerEpoch) batches of \(batchSize) each per epoch (global batch \(batchSize * group.size))")
+        } else if let resumed, resumed.worldSize != 1 {
+            throw ValidationError("\(resume ?? "The checkpoint") was trained by \(resumed.worldSize) processes; resume it with mpirun -np \(resumed.worldSize).")
+        }
         let validationLoader = try validationSet.map { try DataLoader($0, batchSize: 1000, on: device) }
         let testLoader = try DataLoader(test, batchSize: 1000, on: device)
         for loader in [trainLoader, validationLoader, testLoader].compactMap({ $0 }) { loader.inputShape = spec.inputShape }
@@ -188,13 +241,16 @@ struct Train: ParsableCommand {
             trainLoader.augmentation = Augmentation(cropPadding: 2)
         }
 
-        let folder = try runFolder()
-        choice.url = folder
+        // Only rank 0 writes files: the run folder, checkpoints, plots, TensorBoard.
+        let writes = rank == 0
+        let folder = writes ? try runFolder() : FileManager.default.temporaryDirectory
+        if writes { choice.url = folder }
         console.say("Run folder: \(folder.path)")
-        let metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
+        var metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
                         "base_learning_rate": String(lr)]
-        var callbacks: [any Callback] = [ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",
-                                                         metadata: metadata)]
+        if let group { metadata[CheckpointState.worldSizeKey] = String(group.size) }
+        var callbacks: [any Callback] = writes ? [ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",
+                                                                  metadata: metadata)] : []
         let stepsPerEpoch = (trainLoader.batchesPerEpoch + accumulate - 1) / accumulate
         var chain: [LRSchedule] = []
         for name in schedule.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
@@ -208,11 +264,17 @@ struct Train: ParsableCommand {
             }
         }
         if !chain.isEmpty { callbacks.append(LRScheduler(chain.count == 1 ? chain[0] : .chained(chain), base: Double(lr))) }
-        let board = try tensorboard.map { try TensorBoardLogger(folder: URL(fileURLWithPath: $0)) }
+        let board = writes ? try tensorboard.map { try TensorBoardLogger(folder: URL(fileURLWithPath: $0)) } : nil
         if let board { callbacks.insert(board, at: 0) }   // before the scheduler: it logs the rate each step used
         if json { callbacks.append(EpochLines(console: console, epochs: epochs)) }
-        let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: folder)
+        let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: writes ? folder : nil)
         trainer.accumulateGradBatches = accumulate
+        trainer.dataParallel = parallel
+        parallel?.verifyReplicas = checkReplicas
+        if !writes {
+            trainer.log = { _ in }
+            trainer.progressBar = false
+        }
         if let clipGradNorm { trainer.gradientClipping = .norm(clipGradNorm) }
         if let clipGradValue { trainer.gradientClipping = .value(clipGradValue) }
         if json {
@@ -222,12 +284,17 @@ struct Train: ParsableCommand {
         var startEpoch = 0
         if let resume, let checkpoint {
             startEpoch = try trainer.restore(from: checkpoint, name: resume, model: model, optimizer: optimizer,
-                                             historyFile: folder.appendingPathComponent("history.json"))
+                                             historyFile: writes ? folder.appendingPathComponent("history.json") : nil)
             console.say("Resumed from \(resume) after epoch \(startEpoch) (step \(trainer.globalStep)).")
             if let given = self.lr, let recorded = resumed?.learningRate, given != recorded {
                 optimizer.learningRate = given
                 console.say("Learning rate: --lr \(given) replaces the checkpoint's \(recorded).")
             }
+        }
+        if let group, group.rank > 0 {
+            // Dropout and augmentation draw numbers of their own on every process.
+            let state = RandomState.state
+            RandomState.state = (DataParallel.rankSeed(state.seed, rank: group.rank), state.offset)
         }
         let history = try trainer.fit(model: model, loss: CrossEntropyLoss(), optimizer: optimizer, train: trainLoader,
                                       validation: validationLoader, startEpoch: startEpoch)
@@ -240,12 +307,19 @@ struct Train: ParsableCommand {
         }
         let (testLoss, testAccuracy) = try trainer.evaluate(model: model, loss: CrossEntropyLoss(), data: testLoader)
         console.say(String(format: "Test accuracy: %.2f%%  (loss %.4f, %d images)", (testAccuracy ?? 0) * 100, testLoss, test.count))
+        var result: [String: Any] = ["type": "result", "test_accuracy": testAccuracy ?? 0, "test_loss": testLoss, "test_samples": test.count,
+                                     "epoch_seconds": history.records.map(\.seconds), "device": device.info.name,
+                                     "run_folder": folder.path]
+        if let parallel {
+            let perStep = parallel.allReduceSeconds / Double(max(parallel.steps, 1)) * 1e3
+            console.say(String(format: "Data parallel: %d processes, %.3f ms per step averaging gradients (%d steps)", parallel.group.size, perStep, parallel.steps))
+            (result["world_size"], result["allreduce_ms_per_step"]) = (parallel.group.size, perStep)
+        }
+        guard writes else { return }
         try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)
         try writePlots(model: model, trainer: trainer, test: test, loader: testLoader, folder: folder, tensorboard: board)
         console.say("Wrote \(folder.path)/model.safetensors, history.json, history.csv and plots.")
-        try console.emit(["type": "result", "test_accuracy": testAccuracy ?? 0, "test_loss": testLoss, "test_samples": test.count,
-                          "epoch_seconds": history.records.map(\.seconds), "device": device.info.name,
-                          "run_folder": folder.path])
+        try console.emit(result)
     }
 
     static let optimizers = ["sgd", "adam", "adamw", "rmsprop"]

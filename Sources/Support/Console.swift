@@ -13,12 +13,16 @@ import Foundation
 public struct Console: Sendable {
     /// Whether stdout is JSON Lines.
     public let json: Bool
+    /// Whether nothing is written at all (the processes of a data-parallel run other than rank 0).
+    public let silent: Bool
 
-    /// A console writing JSON Lines to stdout (and human lines to stderr) when `json` is set.
-    public init(json: Bool) { self.json = json }
+    /// A console writing JSON Lines to stdout (and human lines to stderr) when `json` is set, and
+    /// nothing when `silent` is.
+    public init(json: Bool, silent: Bool = false) { (self.json, self.silent) = (json, silent) }
 
     /// Writes a line for a person: to stdout, or to stderr in JSON mode.
     public func say(_ line: String) {
+        guard !silent else { return }
         FileHandle(fileDescriptor: json ? STDERR_FILENO : STDOUT_FILENO).write(Data((line + "\n").utf8))
     }
 
@@ -42,7 +46,7 @@ public struct Console: Sendable {
     }
 
     private func write(_ object: Any) throws {
-        guard json else { return }
+        guard json, !silent else { return }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }

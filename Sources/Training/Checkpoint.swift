@@ -151,6 +151,10 @@ public struct CheckpointState: Sendable, Equatable {
     public var learningRate: Float?
     /// The optimizer's name (`adam`, `sgd`, ...) and the run's base learning rate (`--lr`), when recorded.
     public var optimizer: String?, baseLearningRate: Float?
+    /// The number of processes of the data-parallel run that wrote it (1 when not recorded).
+    public var worldSize = 1
+    /// The metadata key of `worldSize`.
+    public static let worldSizeKey = "world_size"
 
     /// Reads and checks the state in `metadata`; `file` names the checkpoint in errors.
     public init(metadata: [String: String], file: String) throws {
@@ -170,8 +174,10 @@ public struct CheckpointState: Sendable, Equatable {
             }
             batchesDone = batches
         }
-        guard step >= epoch + batchesDone else {
-            throw fail("records \(epoch) epochs and \(batchesDone) batches in \(step) steps; every batch takes a step. The file is damaged.")
+        // With gradient accumulation a step takes several batches, but every epoch (and a part of
+        // one) takes at least one.
+        guard step >= epoch + (batchesDone > 0 ? 1 : 0) else {
+            throw fail("records \(epoch) epochs and \(batchesDone) batches in \(step) steps; every epoch takes at least a step. The file is damaged.")
         }
         self.epoch = epoch
         self.step = step
@@ -194,6 +200,12 @@ public struct CheckpointState: Sendable, Equatable {
         learningRate = try rate("learning_rate")
         baseLearningRate = try rate("base_learning_rate")
         optimizer = metadata["optimizer"]
+        if let text = metadata[Self.worldSizeKey] {
+            guard let size = Int(text), (1...1 << 20).contains(size) else {
+                throw fail("records world_size \"\(text)\"; it counts processes, a whole number from 1 to \(1 << 20). The file is damaged.")
+            }
+            worldSize = size
+        }
     }
 
     /// The state as checkpoint metadata.
@@ -204,11 +216,13 @@ public struct CheckpointState: Sendable, Equatable {
         if let learningRate { meta["learning_rate"] = String(learningRate) }
         if let baseLearningRate { meta["base_learning_rate"] = String(baseLearningRate) }
         if let optimizer { meta["optimizer"] = optimizer }
+        if worldSize != 1 { meta[Self.worldSizeKey] = String(worldSize) }
         return meta
     }
 
     public static func == (a: Self, b: Self) -> Bool {
         a.epoch == b.epoch && a.step == b.step && a.batchesDone == b.batchesDone && a.random?.seed == b.random?.seed && a.random?.offset == b.random?.offset
             && a.learningRate == b.learningRate && a.optimizer == b.optimizer && a.baseLearningRate == b.baseLearningRate
+            && a.worldSize == b.worldSize
     }
 }

@@ -70,8 +70,8 @@ public struct MLPSpec: Codable, Sendable, Equatable {
 }
 
 extension DataLoader: BatchSource {
-    /// Samples in one epoch: `count`, or only those of full batches with `dropLast`.
-    public var sampleCount: Int { dropLast ? batchesPerEpoch * batchSize : count }
+    /// Samples in one epoch: `samplesPerEpoch`, or only those of full batches with `dropLast`.
+    public var sampleCount: Int { dropLast ? batchesPerEpoch * batchSize : samplesPerEpoch }
     /// Batches in one epoch (`batchesPerEpoch`).
     public var batchCount: Int { batchesPerEpoch }
 }

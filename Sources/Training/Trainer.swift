@@ -84,6 +84,11 @@ public final class Trainer {
     /// Clips the gradients before every optimizer step (Lightning's `gradient_clip_val` and
     /// `gradient_clip_algorithm`); nil: no clipping.
     public var gradientClipping: GradientClipping?
+    /// Data-parallel training over several processes (nil: this process alone). When set, `fit`
+    /// starts from rank 0's weights, every step averages the gradients over the processes, and
+    /// the training metrics are averaged; give each process its shard of the data
+    /// (`DataLoader.shard`).
+    public var dataParallel: DataParallel?
 
     /// Set by a callback (early stopping) to end `fit` after the current epoch.
     public var shouldStop = false
@@ -122,11 +127,14 @@ public final class Trainer {
         self.optimizer = optimizer
         stepsPerEpoch = (train.batchCount + accumulateGradBatches - 1) / accumulateGradBatches
         shouldStop = false
+        try dataParallel?.broadcastState(of: model)
         for callback in callbacks { try callback.fitStart(self) }
         var epoch = startEpoch
         while epoch < maxEpochs && !shouldStop {
-            if let signal = Interrupts.received {
-                // Between epochs: the checkpoint of the epoch just ended is the resumable state.
+            // Between epochs: the checkpoint of the epoch just ended is the resumable state. With
+            // several processes, they agree first (a signal may reach them at different times).
+            let anyStopped = try dataParallel.map { try $0.mean([Interrupts.received == nil ? 0 : 1])[0] > 0 } ?? false
+            if let signal = Interrupts.received ?? (anyStopped ? SIGTERM : nil) {
                 Interrupts.reset()
                 throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: 0)
             }
@@ -138,10 +146,16 @@ public final class Trainer {
             guard skip < train.batchCount else {
                 throw TrainingError("The checkpoint stopped \(skip) batches into epoch \(epoch + 1), but an epoch of this data has \(train.batchCount); resume with the run's data and --batch-size.")
             }
-            let trainLoss: Double, trainAccuracy: Double?
+            var trainLoss: Double, trainAccuracy: Double?
             do {
                 (trainLoss, trainAccuracy) = try trainEpoch(model: model, loss: loss, optimizer: optimizer, data: train,
                                                             epoch: epoch, skipping: skip)
+                if let dataParallel {
+                    // Every process trained on as many samples: the means of the means are the run's.
+                    let means = try dataParallel.mean([trainLoss, trainAccuracy ?? 0])
+                    trainLoss = means[0]
+                    trainAccuracy = trainAccuracy.map { _ in means[1] }
+                }
             } catch let stop as TrainingInterrupted {
                 for callback in callbacks { try callback.interrupted(self, epoch: epoch, batchesDone: stop.batchesDone) }
                 if let outputFolder { try writeReports(to: outputFolder) }
@@ -250,6 +264,9 @@ public final class Trainer {
             }
             // An optimizer step every `accumulate` batches, and after the epoch's last batch.
             guard position % accumulate == 0 || position == data.batchCount else { return }
+            // With several processes the gradients are averaged first, and all agree on stopping.
+            let stopAgreed = try dataParallel?.averageGradients(optimizer.parameters,
+                                                                stopRequested: Interrupts.received != nil)
             switch gradientClipping {
             case .norm(let maxNorm, let normType)?: try clipGradNorm(optimizer.parameters, maxNorm: maxNorm, normType: normType)
             case .value(let value)?: try clipGradValue(optimizer.parameters, value)
@@ -258,10 +275,11 @@ public final class Trainer {
             try optimizer.step()
             optimizer.zeroGrad()
             globalStep += 1
+            if let dataParallel, dataParallel.verifyReplicas { try dataParallel.verifyParameters(optimizer.parameters) }
             for callback in callbacks { try callback.batchEnd(self, step: globalStep, loss: loss) }
             // A signal stops the epoch after this step, unless it was the last (the epoch then
             // ends normally and `fit` stops before the next one).
-            if let signal = Interrupts.received, position < data.batchCount {
+            if let signal = Interrupts.received ?? (stopAgreed == true ? SIGTERM : nil), position < data.batchCount {
                 Interrupts.reset()
                 throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: position)
             }

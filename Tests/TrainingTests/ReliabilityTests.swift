@@ -55,7 +55,7 @@ struct ReliabilityTests {
         let bad: [(String, String, String)] = [
             ("epoch", "-1", "epoch \"-1\""), ("epoch", "999999999", "from 0 to 1000000"), ("epoch", "1.5", "epoch \"1.5\""),
             ("step", "nan", "step \"nan\""), ("step", "9223372036854775807", "from 0 to 2147483647"), ("step", "-3", "step \"-3\""),
-            ("step", "4", "every batch takes a step"), ("epoch_batches", "-2", "epoch_batches"),
+            ("step", "2", "every epoch takes at least a step"), ("epoch_batches", "-2", "epoch_batches"), ("world_size", "0", "world_size"),
             ("rng_seed", "-1", "random state"), ("learning_rate", "-1", "learning_rate \"-1\""),
             ("learning_rate", "nan", "learning_rate \"nan\""), ("learning_rate", "inf", "learning_rate \"inf\""),
         ]

@@ -79,7 +79,7 @@ public final class DataLoader {
         /// The batch at `position` (from 0 to `count − 1`).
         public func batch(_ position: Int) -> Batch {
             let start = position * loader.batchSize
-            let range = start..<Swift.min(start + loader.batchSize, loader.count)
+            let range = start..<Swift.min(start + loader.batchSize, state.order.count)
             return Batch(index: position, sampleIndices: state.order[range], range: range, epoch: state, loader: loader)
         }
 
@@ -127,6 +127,33 @@ public final class DataLoader {
     /// 28]` gives `[B, 1, 28, 28]` for a convolutional network (the same data, no copy). Its
     /// product must be `features`.
     public var inputShape: [Int]?
+
+    /// One replica's share of each epoch in data-parallel training, with PyTorch's
+    /// `DistributedSampler` semantics: every replica takes the same seeded order of the epoch,
+    /// padded to a multiple of `count` by repeating its first samples, and keeps the samples at
+    /// positions `rank, rank + count, …` (`indices[rank::count]`). With `count` replicas at batch
+    /// size b, the replicas' k-th batches together are exactly the k-th batch of one loader at
+    /// batch size `count`·b.
+    public struct Shard: Sendable, Equatable {
+        /// This replica (0-based) and the number of replicas.
+        public let rank: Int, count: Int
+        /// A shard; throws unless `0 ≤ rank < count`.
+        public init(rank: Int, count: Int) throws {
+            guard count >= 1, (0..<count).contains(rank) else {
+                throw DataError("DataLoader.Shard: rank \(rank) is not one of 0..<\(count)")
+            }
+            (self.rank, self.count) = (rank, count)
+        }
+    }
+
+    /// This loader's share of every epoch (nil: all of it).
+    public var shard: Shard?
+
+    /// The samples one epoch visits: `count`, or for a shard `⌈count / shard.count⌉` (before `dropLast`).
+    public var samplesPerEpoch: Int {
+        guard let shard else { return count }
+        return (count + shard.count - 1) / shard.count
+    }
     /// Random changes to each training image, made on the device from Kiln's seeded generator
     /// (`RandomState`), so a run (and its resume) is reproducible; nil (the default) for none.
     /// Needs an `inputShape` of [C, H, W].
@@ -178,23 +205,30 @@ public final class DataLoader {
         }
     }
 
-    /// Batches in one epoch: `count / batchSize`, plus one for a remainder unless `dropLast`.
+    /// Batches in one epoch: `samplesPerEpoch / batchSize`, plus one for a remainder unless `dropLast`.
     public var batchesPerEpoch: Int {
-        dropLast ? count / batchSize : (count + batchSize - 1) / batchSize
+        dropLast ? samplesPerEpoch / batchSize : (samplesPerEpoch + batchSize - 1) / batchSize
     }
 
-    /// The dataset indices in the order epoch `epoch` visits them (before `dropLast` trims it).
+    /// The dataset indices in the order epoch `epoch` visits them (before `dropLast` trims it);
+    /// for a shard, its share of the whole epoch's order.
     public func order(epoch: Int) -> [Int] {
-        guard shuffle else { return Array(0..<count) }
-        var rng = SplitMix64(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
-        return rng.permutation(count)
+        var order = Array(0..<count)
+        if shuffle {
+            var rng = SplitMix64(seed: seed, stream: UInt64(truncatingIfNeeded: epoch))
+            order = rng.permutation(count)
+        }
+        guard let shard, shard.count > 1 else { return order }
+        let total = samplesPerEpoch * shard.count
+        let padded = (0..<total).map { order[$0 % count] }
+        return Array(stride(from: shard.rank, to: total, by: shard.count).map { padded[$0] })
     }
 
     /// The batches of epoch `index`. The first call uploads the dataset when it is device-resident;
     /// a shuffled epoch uploads its order (one small int32 tensor) on its first batch.
     public func epoch(_ index: Int) throws -> Epoch {
         try uploadIfNeeded()
-        let state = EpochState(order: order(epoch: index), shuffled: shuffle)
+        let state = EpochState(order: order(epoch: index), shuffled: shuffle || (shard?.count ?? 1) > 1)
         return Epoch(index: index, count: batchesPerEpoch, state: state, loader: self)
     }
 
