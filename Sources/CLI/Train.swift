@@ -311,9 +311,15 @@ struct Train: ParsableCommand {
                                      "epoch_seconds": history.records.map(\.seconds), "device": device.info.name,
                                      "run_folder": folder.path]
         if let parallel {
-            let perStep = parallel.allReduceSeconds / Double(max(parallel.steps, 1)) * 1e3
-            console.say(String(format: "Data parallel: %d processes, %.3f ms per step averaging gradients (%d steps)", parallel.group.size, perStep, parallel.steps))
-            (result["world_size"], result["allreduce_ms_per_step"]) = (parallel.group.size, perStep)
+            func perStep(_ seconds: Double) -> Double { seconds / Double(max(parallel.steps, 1)) * 1e3 }
+            console.say(String(format: "Data parallel: %d processes, %d steps; per step %.3f ms averaging gradients: %.3f ms waiting for the backward pass, %.3f ms copying, %.3f ms in allreduce",
+                               parallel.group.size, parallel.steps, perStep(parallel.allReduceSeconds), perStep(parallel.waitSeconds),
+                               perStep(parallel.copySeconds), perStep(parallel.communicationSeconds)))
+            result["world_size"] = parallel.group.size
+            result["allreduce_ms_per_step"] = perStep(parallel.allReduceSeconds)
+            result["backward_wait_ms_per_step"] = perStep(parallel.waitSeconds)
+            result["gradient_copy_ms_per_step"] = perStep(parallel.copySeconds)
+            result["communication_ms_per_step"] = perStep(parallel.communicationSeconds)
         }
         guard writes else { return }
         try Checkpoint.saveModel(model, to: folder.appendingPathComponent("model.safetensors"), metadata: metadata)

@@ -91,6 +91,24 @@ public final class Buffer<Element: DeviceScalar>: @unchecked Sendable {
         return result
     }
 
+    /// Reads `destination.count` elements from `offset` into `destination`, waiting for the device
+    /// (no intermediate array: for copying many buffers into one host array).
+    public func read(into destination: UnsafeMutableBufferPointer<Element>, offset: Int = 0) throws {
+        try checkRange(offset, destination.count, "A read")
+        guard let base = destination.baseAddress, !destination.isEmpty else { return }
+        try clCheck(clEnqueueReadBuffer(device.queue.handle, mem, cl_bool(CL_TRUE), offset * MemoryLayout<Element>.stride,
+                                        destination.count * MemoryLayout<Element>.stride, base, 0, nil, nil), "clEnqueueReadBuffer")
+    }
+
+    /// Writes `source` at `offset`, returning once the device has the data (so `source` need only
+    /// live for the call).
+    public func write(from source: UnsafeBufferPointer<Element>, offset: Int = 0) throws {
+        try checkRange(offset, source.count, "A write")
+        guard let base = source.baseAddress, !source.isEmpty else { return }
+        try clCheck(clEnqueueWriteBuffer(device.queue.handle, mem, cl_bool(CL_TRUE), offset * MemoryLayout<Element>.stride,
+                                         source.count * MemoryLayout<Element>.stride, base, 0, nil, nil), "clEnqueueWriteBuffer")
+    }
+
     /// Starts a read of `n` elements from `offset` without waiting; `PendingRead.wait()` gives them.
     public func readAsync(offset: Int = 0, count n: Int? = nil) throws -> PendingRead<Element> {
         let n = n ?? count - offset

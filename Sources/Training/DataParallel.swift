@@ -61,9 +61,12 @@ public final class DataParallel {
     /// After every step, compare a hash of the parameters across processes and throw if any
     /// differs (for tests; it reads the parameters back every step).
     public var verifyReplicas = false
-    /// Seconds spent averaging gradients (reading them back, the allreduce, writing them back),
-    /// and the steps they were averaged in.
+    /// Seconds spent averaging gradients in all (`waitSeconds + copySeconds +
+    /// communicationSeconds`), and the steps they were averaged in.
     public private(set) var allReduceSeconds = 0.0, steps = 0
+    /// Of `allReduceSeconds`: waiting for the device to finish the backward pass, copying the
+    /// gradients to the host and back, and the allreduce calls themselves.
+    public private(set) var waitSeconds = 0.0, copySeconds = 0.0, communicationSeconds = 0.0
 
     /// Data-parallel training over `group`.
     public init(group: any ProcessGroup) { self.group = group }
@@ -89,13 +92,20 @@ public final class DataParallel {
     /// whether any process was, so that all stop after the same step.
     @discardableResult
     public func averageGradients(_ parameters: [Tensor], stopRequested: Bool = false) throws -> Bool {
-        let start = DispatchTime.now().uptimeNanoseconds
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+        let start = now()
         let grads = parameters.compactMap(\.grad)
+        // The gradients are ready once the device has run the backward pass.
+        grads.first?.device.queue.finish()
+        let ready = now()
+        waitSeconds += ready - start
         let scale = 1 / Float(group.size)
-        var anyStop = stopRequested, first = true
+        var anyStop = stopRequested, first = true, communicating = 0.0
         try forEachBucket(of: grads) { values in
             if first { values.append(stopRequested ? 1 : 0) }
+            let sent = now()
             try group.allReduceSum(&values)
+            communicating += now() - sent
             if first { anyStop = (values.removeLast()) > 0 }
             first = false
             for i in values.indices { values[i] *= scale }
@@ -105,7 +115,10 @@ public final class DataParallel {
             try group.allReduceSum(&flag)
             anyStop = flag[0] > 0
         }
-        allReduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let end = now()
+        communicationSeconds += communicating
+        copySeconds += end - ready - communicating
+        allReduceSeconds += end - start
         steps += 1
         return anyStop
     }
@@ -139,7 +152,8 @@ public final class DataParallel {
     }
 
     /// Reads `tensors` back in buckets of at most `bucketBytes`, lets `body` change each bucket
-    /// (the same buckets, in the same order, on every process), and writes them back.
+    /// (the same buckets, in the same order, on every process), and writes them back. The tensors
+    /// must all be on one device.
     func forEachBucket(of tensors: [Tensor], _ body: (inout [Float]) throws -> Void) throws {
         let limit = max(1, bucketBytes / MemoryLayout<Float>.stride)
         var start = 0
@@ -150,13 +164,21 @@ public final class DataParallel {
                 end += 1
             }
             let bucket = tensors[start..<end]
-            var values: [Float] = []
-            values.reserveCapacity(elements)
-            for t in bucket { values += try t.buffer.toArray(count: t.count) }
-            try body(&values)
+            // One device staging buffer per bucket: the copies into and out of it are queued, so a
+            // bucket costs one read and one write however many tensors it holds.
+            let staging = try Tensor.empty([elements], on: bucket[bucket.startIndex].device)
             var offset = 0
             for t in bucket {
-                try t.buffer.write(Array(values[offset..<offset + t.count]))
+                try staging.buffer.copy(from: t.buffer, offset: offset, count: t.count)
+                offset += t.count
+            }
+            var values = [Float](repeating: 0, count: elements)
+            try values.withUnsafeMutableBufferPointer { try staging.buffer.read(into: $0) }
+            try body(&values)
+            try values.withUnsafeBufferPointer { try staging.buffer.write(from: UnsafeBufferPointer(rebasing: $0[0..<elements])) }
+            offset = 0
+            for t in bucket {
+                try t.buffer.copy(from: staging.buffer, sourceOffset: offset, count: t.count)
                 offset += t.count
             }
             start = end
