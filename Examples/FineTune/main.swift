@@ -122,6 +122,7 @@ struct FineTune: ParsableCommand {
     }
 
     /// Trains `parameters` of `model` on `data` with Adam; returns the number of steps taken.
+    @discardableResult
     func fit(_ model: Module, parameters: [Tensor], on data: MNISTDataset, epochs: Int) throws -> Int {
         let loader = try DataLoader(data, batchSize: 64, shuffle: true, seed: 0)
         loader.inputShape = [1, 28, 28]

@@ -38,7 +38,7 @@ private func kilnBinary() throws -> URL {
 /// Starts `kiln` with stdout and stderr going to `log`; returns the running process.
 private func startKiln(_ arguments: [String], log: URL) throws -> Process {
     let binary = try kilnBinary()
-    FileManager.default.createFile(atPath: log.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
     let handle = try FileHandle(forWritingTo: log)
     let process = Process()
     process.executableURL = binary
