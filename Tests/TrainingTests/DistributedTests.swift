@@ -140,6 +140,20 @@ struct DistributedTests {
         }
     }
 
+    @Test("a rank that throws says so, naming itself, and ends the job at once")
+    func throwingRank() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-throw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let kilnPath = try kilnExecutable()
+        let missing = folder.appendingPathComponent("no-such-data").path
+        let result = try runMPI(["-np", "1", kilnPath] + runFlags(folder, batch: 64) + ["--data", missing, ":", "-np", "1", kilnPath]
+                                + runFlags(folder, batch: 64))
+        #expect(result.status != 0)
+        #expect(result.output.contains("Error (rank 0 of 2):") && result.output.contains("no-such-data"), "\(result.output)")
+        #expect(result.seconds < 60)
+    }
+
     @Test("a rank killed mid-run ends the job with a non-zero exit in under 60 s")
     func killedRank() throws {
         guard try fashionMNIST(.test, limit: 1) != nil, let launcher = mpirun() else { return }
