@@ -140,6 +140,48 @@ struct DistributedTests {
         }
     }
 
+    /// Whether this machine lets us make network namespaces (root with iproute2), probed once.
+    static let namespacesWork: Bool = {
+        let probe = "kiln-probe-\(getpid())"
+        func ip(_ arguments: [String]) -> Int32 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            process.arguments = arguments
+            process.standardError = FileHandle.nullDevice
+            guard (try? process.run()) != nil else { return -1 }
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip"), ip(["netns", "add", probe]) == 0 else { return false }
+        _ = ip(["netns", "del", probe])
+        return true
+    }()
+
+    @Test("two hosts talking TCP (network namespaces joined by a veth pair) train as one process at 2× the batch",
+          .enabled(if: namespacesWork, "needs root and iproute2 to make network namespaces"))
+    func twoHosts() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-hosts-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let single = try kiln(runFlags(root.appendingPathComponent("single"), batch: 128))
+        #expect(single.status == 0, "\(single.stderr)")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/two-hosts.sh")
+        let process = Process()
+        process.executableURL = script
+        process.arguments = [try kilnExecutable()] + runFlags(root.appendingPathComponent("hosts"), batch: 64) + ["--check-replicas"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output.suffix(2000))")
+        let a = try parameters(root.appendingPathComponent("single/model.safetensors"))
+        let b = try parameters(root.appendingPathComponent("hosts/model.safetensors"))
+        for (name, values) in a { expectClose(try #require(b[name]), values, rtol: 1e-4, atol: 2e-6, name) }
+    }
+
     @Test("a rank that throws says so, naming itself, and ends the job at once")
     func throwingRank() throws {
         guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
