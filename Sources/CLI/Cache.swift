@@ -23,6 +23,11 @@ func binaryCache() throws -> BinaryCache {
     return cache
 }
 
+/// PoCL's cache folder when the user chose it with POCL_CACHE_DIR (Kiln then leaves it alone).
+var userDriverCache: URL? {
+    ProcessInfo.processInfo.environment["POCL_CACHE_DIR"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+}
+
 /// `kiln cache list`.
 struct CacheList: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,12 +59,13 @@ struct CacheList: ParsableCommand {
             }
         }
         let binaries = entries.reduce(0) { $0 + $1.bytes }
-        let driverBytes = BinaryCache.bytes(under: cache.driverCacheFolder)
+        let driverFolder = userDriverCache ?? cache.driverCacheFolder
+        let driverBytes = BinaryCache.bytes(under: driverFolder)
         try console.emit(["type": "total", "folder": cache.directory.path, "entries": entries.count, "bytes": binaries,
-                          "driver_cache_folder": cache.driverCacheFolder.path, "driver_cache_bytes": driverBytes])
+                          "driver_cache_folder": driverFolder.path, "driver_cache_bytes": driverBytes])
         if !json {
             print("\(entries.count) program binaries, \(formatBytes(binaries)), in \(cache.directory.path)")
-            print("PoCL's cache: \(formatBytes(driverBytes)) in \(cache.driverCacheFolder.path)")
+            print("PoCL's cache: \(formatBytes(driverBytes)) in \(driverFolder.path)\(userDriverCache == nil ? "" : " (POCL_CACHE_DIR: yours, not cleared by kiln cache clear)")")
         }
     }
 
@@ -86,7 +92,7 @@ struct CacheClear: ParsableCommand {
     func run() throws {
         let cache = try binaryCache()
         do {
-            let freed = try cache.clear(driverCache: !keepDriverCache)
+            let freed = try cache.clear(driverCache: !keepDriverCache && userDriverCache == nil)
             let console = Console(json: json)
             try console.emit(["type": "cleared", "folder": cache.directory.path, "bytes": freed])
             if !json { print("Removed \(formatBytes(freed)) from \(cache.directory.path)\(keepDriverCache ? " (PoCL's cache kept)" : "").") }

@@ -35,8 +35,10 @@ struct Evaluate: ParsableCommand {
         let trainer = Trainer(maxEpochs: 0)
         let (loss, accuracy) = try trainer.evaluate(model: network, loss: CrossEntropyLoss(), data: loader)
         let (predicted, _) = try trainer.predict(model: network, data: loader)
-        let report = try ClassificationReport(predicted: predicted.map { min($0, test.classes - 1) }, truth: test.labels,
-                                              classes: test.classes)
+        // A model with more outputs than the data has classes: its predictions of the others are
+        // left out of the table (they count as wrong in the accuracy above).
+        let known = zip(predicted, test.labels).filter { $0.0 < test.classes }
+        let report = try ClassificationReport(predicted: known.map(\.0), truth: known.map(\.1), classes: test.classes)
         let console = Console(json: json)
         func byClass<T>(_ values: [T]) -> [String: T] { Dictionary(uniqueKeysWithValues: zip(test.classNames, values)) }
         try console.emit(["type": "evaluation", "accuracy": accuracy ?? 0, "loss": loss, "samples": test.count,

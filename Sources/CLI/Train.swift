@@ -131,7 +131,10 @@ struct Train: ParsableCommand {
 
     /// This process's rank in a data-parallel run started by `mpirun` (0 otherwise): only rank 0
     /// writes files and output.
-    var rank: Int { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap { Int($0) } ?? 0 }
+    var rank: Int {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap { Int($0) } ?? 0
+    }
 
     var console: Console { Console(json: json, silent: rank != 0) }
 
@@ -235,6 +238,7 @@ struct Train: ParsableCommand {
             trainLoader.shard = try DataLoader.Shard(rank: group.rank, count: group.size)
             let configuration = [try spec.json(), "\(batchSize) \(lr) \(optimizerName) \(seed) \(epochs) \(schedule) \(valFraction)",
                                  "\(limit ?? -1) \(accumulate) \(String(describing: clipGradNorm)) \(String(describing: clipGradValue))",
+                                 "\(momentum) \(String(describing: weightDecay)) \(checkReplicas) \(testLimit ?? -1)",
                                  "\(augment) \(trainSet.count) \(test.count) \(resume ?? "")"].joined(separator: "|")
             try parallel?.checkConfiguration(configuration)
             if let resumed, resumed.worldSize != group.size {
@@ -262,8 +266,7 @@ struct Train: ParsableCommand {
         var metadata = [ModelSpec.metadataKey: try spec.json(), "seed": String(seed), "optimizer": optimizerName,
                         "base_learning_rate": String(lr)]
         if let group { metadata[CheckpointState.worldSizeKey] = String(group.size) }
-        var callbacks: [any Callback] = writes ? [ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",
-                                                                  metadata: metadata)] : []
+        var callbacks: [any Callback] = []
         let stepsPerEpoch = (trainLoader.batchesPerEpoch + accumulate - 1) / accumulate
         var chain: [LRSchedule] = []
         for name in schedule.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
@@ -280,6 +283,12 @@ struct Train: ParsableCommand {
         let board = writes ? try tensorboard.map { try TensorBoardLogger(folder: URL(fileURLWithPath: $0)) } : nil
         if let board { callbacks.insert(board, at: 0) }   // before the scheduler: it logs the rate each step used
         if json { callbacks.append(EpochLines(console: console, epochs: epochs)) }
+        // Last: the checkpoint records what the callbacks before it changed at the epoch's end
+        // (ReduceLROnPlateau's rate and counters).
+        if writes {
+            callbacks.append(ModelCheckpoint(folder: folder, monitor: validationSet == nil ? "train_loss" : "val_accuracy",
+                                             metadata: metadata))
+        }
         let trainer = Trainer(maxEpochs: epochs, callbacks: callbacks, logEvery: logEvery, outputFolder: writes ? folder : nil)
         trainer.accumulateGradBatches = accumulate
         trainer.dataParallel = parallel

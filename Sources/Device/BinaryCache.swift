@@ -124,8 +124,18 @@ public struct BinaryCache: Sendable {
         }.sorted { $0.modified > $1.modified }
     }
 
-    /// The folder PoCL's own kernel cache is kept in (when Kiln placed it; see `DriverCache`).
+    /// The folder Kiln keeps PoCL's own kernel cache in (see `DriverCache`; when the user sets
+    /// `POCL_CACHE_DIR`, PoCL's cache is there instead, and not Kiln's to list or clear).
     public var driverCacheFolder: URL { directory.appendingPathComponent("pocl") }
+
+    /// Whether `name` is a file of this cache: an entry (`KEY.bin`, `KEY.json`, KEY being 32 hex
+    /// digits) or a temporary file a writer of one left (`.KEY.bin.….tmp`).
+    static func isCacheFile(_ name: String) -> Bool {
+        let base = name.hasPrefix(".") && name.hasSuffix(".tmp") ? String(name.dropFirst()) : name
+        let parts = base.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count >= 2, ["bin", "json"].contains(parts[1]), parts[0].count == 32 else { return false }
+        return parts[0].allSatisfy { $0.isHexDigit } && (base == name ? parts.count == 2 : true)
+    }
 
     /// Bytes under `folder`, counted file by file (0 when it does not exist).
     public static func bytes(under folder: URL) -> Int {
@@ -145,7 +155,7 @@ public struct BinaryCache: Sendable {
     public func clear(driverCache: Bool = true) throws -> Int {
         var freed = 0
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        for name in names where name.hasSuffix(".bin") || name.hasSuffix(".json") || name.hasSuffix(".tmp") {
+        for name in names where Self.isCacheFile(name) {
             let url = directory.appendingPathComponent(name)
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int ?? 0
             guard unlink(url.path) == 0 || errno == ENOENT else { throw FileError("remove the cache entry", url.path, errno: errno) }

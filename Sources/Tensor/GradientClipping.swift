@@ -17,8 +17,8 @@
 ///     p ≥ 1.
 /// - Returns: the total norm of the gradients before clipping, a one-element tensor on the device
 ///   (NaN when a gradient holds NaN; the gradients then become NaN too, as in PyTorch).
-/// - Throws: `TensorError` for a negative or non-finite `maxNorm`, a `normType` below 1, or no
-///   gradient at all.
+/// - Throws: `TensorError` for a negative or non-finite `maxNorm` or a `normType` below 1 (PyTorch
+///   also takes p below 1, which is no norm).
 @discardableResult
 public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float = 2) throws -> Tensor {
     guard maxNorm.isFinite, maxNorm >= 0 else {
@@ -26,9 +26,8 @@ public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float, normType: Float
     }
     guard normType >= 1 else { throw TensorError("clipGradNorm: normType must be ≥ 1 (or .infinity); got \(normType).") }
     let grads = parameters.compactMap(\.grad)
-    guard let first = grads.first else {
-        throw TensorError("clipGradNorm: none of the \(parameters.count) parameters has a gradient; call backward() first.")
-    }
+    // No gradient at all: the norm is 0 and nothing changes, as in PyTorch.
+    guard let first = grads.first else { return try Tensor.zeros([1], on: parameters.first?.device) }
     return try withNoGrad {
         // The norm of the per-tensor norms, as PyTorch computes it.
         var total: Tensor

@@ -104,6 +104,9 @@ public final class EarlyStopping: Callback {
 
 /// Saves `last.safetensors` (a checkpoint: model, optimizer, epoch, step, random state) after every
 /// epoch and `best.safetensors` (the model) whenever `monitor` improves.
+///
+/// Put it after the callbacks that change the training state at the end of an epoch
+/// (`ReduceLROnPlateau`, `EarlyStopping`), so the checkpoint holds what they changed.
 public final class ModelCheckpoint: Callback {
     /// The folder the files go to, the metric that picks `best.safetensors`, and whether smaller or
     /// larger is better.
@@ -209,8 +212,8 @@ public indirect enum LRSchedule: Sendable {
         case .step(let size, let gamma):
             return base * pow(gamma, Double(epoch / max(size, 1)))
         case .cosine(let period, let minimum):
-            let e = Double(min(epoch, max(period, 1)))
-            return minimum + (base - minimum) * (1 + cos(Double.pi * e / Double(max(period, 1)))) / 2
+            // Past `period` the cosine goes on (rising again), as PyTorch's closed form does.
+            return minimum + (base - minimum) * (1 + cos(Double.pi * Double(epoch) / Double(max(period, 1)))) / 2
         case .linearWarmup(let steps, let start):
             guard steps > 0, step < steps else { return base }
             return base * (start + (1 - start) * Double(step) / Double(steps))

@@ -51,8 +51,12 @@ public struct DistributedError: Error, CustomStringConvertible, Sendable {
 ///   parameter order, the same on every process), summed with one allreduce per bucket, divided
 ///   by the number of processes and copied back.
 /// - Metrics: the training loss and accuracy are averaged over the processes.
-/// - BatchNorm keeps per-process batch statistics, and its running statistics are those of the
-///   process that computes them (as DDP without SyncBatchNorm): rank 0's are the ones saved.
+/// - Validation: every process evaluates with rank 0's buffers (broadcast before each
+///   validation) and the validation metrics are averaged, so callbacks decide alike everywhere;
+///   an early stop on any process stops all of them.
+/// - BatchNorm normalizes with per-process batch statistics (no SyncBatchNorm); the running
+///   statistics used for evaluation and saved are rank 0's (DDP broadcasts them before every
+///   forward pass, which gives the same evaluations).
 public final class DataParallel {
     /// The processes.
     public let group: any ProcessGroup
@@ -85,6 +89,13 @@ public final class DataParallel {
     public func broadcastState(of model: Module) throws {
         let tensors = model.stateDict().sorted { $0.key < $1.key }.map(\.value).filter { $0.dtype == .float32 }
         try forEachBucket(of: tensors) { values in try group.broadcast(&values, from: 0) }
+    }
+
+    /// Copies rank 0's float buffers (BatchNorm's running statistics) to every other process, so
+    /// that evaluation gives the same numbers everywhere.
+    public func broadcastBuffers(of model: Module) throws {
+        let buffers = model.namedBuffers().sorted { $0.name < $1.name }.map(\.tensor).filter { $0.dtype == .float32 }
+        try forEachBucket(of: buffers) { values in try group.broadcast(&values, from: 0) }
     }
 
     /// Replaces every gradient of `parameters` by its mean over the processes. `stopRequested`

@@ -133,8 +133,10 @@ public final class Trainer {
         while epoch < maxEpochs && !shouldStop {
             // Between epochs: the checkpoint of the epoch just ended is the resumable state. With
             // several processes, they agree first (a signal may reach them at different times).
-            let anyStopped = try dataParallel.map { try $0.mean([Interrupts.received == nil ? 0 : 1])[0] > 0 } ?? false
-            if let signal = Interrupts.received ?? (anyStopped ? SIGTERM : nil) {
+            // Only the agreed answer counts: a signal arriving after the agreement waits for the next.
+            let stop = try dataParallel.map { try $0.mean([Interrupts.received == nil ? 0 : 1])[0] > 0 ? (Interrupts.received ?? SIGTERM) : nil }
+                ?? Interrupts.received
+            if let signal = stop {
                 Interrupts.reset()
                 throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: 0)
             }
@@ -167,13 +169,24 @@ public final class Trainer {
                                      samplesPerSecond: Double(train.sampleCount) / max(seconds, 1e-9),
                                      learningRate: optimizer.learningRate.decimalDouble)
             if let validation {
-                let metrics = try evaluate(model: model, loss: loss, data: validation)
+                // Every process evaluates with rank 0's buffers (BatchNorm's running statistics), and
+                // the metrics are averaged, so every process takes the same decisions on them.
+                try dataParallel?.broadcastBuffers(of: model)
+                var metrics = try evaluate(model: model, loss: loss, data: validation)
+                if let dataParallel {
+                    let means = try dataParallel.mean([metrics.loss, metrics.accuracy ?? 0])
+                    metrics = (means[0], metrics.accuracy.map { _ in means[1] })
+                }
                 record.validationLoss = metrics.loss
                 record.validationAccuracy = metrics.accuracy
             }
             history.append(record)
             log(Self.describe(record, of: maxEpochs))
             for callback in callbacks { try callback.epochEnd(self, epoch: epoch, record: record) }
+            if let dataParallel {
+                // Early stopping on one process stops them all.
+                shouldStop = try dataParallel.mean([shouldStop ? 1 : 0])[0] > 0
+            }
             if let outputFolder { try writeReports(to: outputFolder) }
             epoch += 1
         }
@@ -279,7 +292,8 @@ public final class Trainer {
             for callback in callbacks { try callback.batchEnd(self, step: globalStep, loss: loss) }
             // A signal stops the epoch after this step, unless it was the last (the epoch then
             // ends normally and `fit` stops before the next one).
-            if let signal = Interrupts.received ?? (stopAgreed == true ? SIGTERM : nil), position < data.batchCount {
+            let signal = dataParallel == nil ? Interrupts.received : (stopAgreed == true ? Interrupts.received ?? SIGTERM : nil)
+            if let signal, position < data.batchCount {
                 Interrupts.reset()
                 throw TrainingInterrupted(signal: signal, step: globalStep, epoch: epoch, batchesDone: position)
             }

@@ -127,7 +127,7 @@ private func example6() throws {
     _ = (net, images, ())
 }
 
-// Sources/Kiln/Kiln.docc/DataParallelTraining.md:43
+// Sources/Kiln/Kiln.docc/DataParallelTraining.md:46
 private func example7() throws {
 
     let group = try MPIProcessGroup()                 // started with mpirun: rank and size from Open MPI
@@ -678,7 +678,7 @@ private func example61() throws {
     _ = (spec, model, ())
 }
 
-// Sources/Training/Callbacks.swift:179
+// Sources/Training/Callbacks.swift:182
 private func example62() throws {
     // Linear warm-up over the first 100 steps, multiplied by a cosine decay over 10 epochs.
     let schedule = LRSchedule.chained([.linearWarmup(steps: 100, startFactor: 0.1), .cosine(period: 10, minimum: 0)])
@@ -689,7 +689,7 @@ private func example62() throws {
     _ = (schedule, cycle, ())
 }
 
-// Sources/Training/Callbacks.swift:266
+// Sources/Training/Callbacks.swift:269
 private func example63() throws {
     let trainer = Trainer(maxEpochs: 30, callbacks: [try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
     _ = (trainer, ())

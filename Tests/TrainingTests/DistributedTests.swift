@@ -106,6 +106,19 @@ struct DistributedTests {
         #expect(a.contains { name, values in zip(values, c[name] ?? []).contains { abs($0 - $1) > 1e-3 } })
     }
 
+    @Test("with BatchNorm, dropout, validation and ReduceLROnPlateau the replicas stay bit-identical through every step")
+    func batchNormAndPlateau() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-bn-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let result = try runMPI(["-np", "2", try kilnExecutable(), "train", "--limit", "1200", "--test-limit", "100", "--hidden", "32",
+                                 "--batchnorm", "--dropout", "0.2", "--schedule", "plateau", "--lr", "0.05", "--epochs", "4",
+                                 "--batch-size", "32", "--out", folder.path, "--check-replicas"])
+        #expect(result.status == 0, "\(result.output.suffix(2000))")
+        let history = try History(contentsOf: folder.appendingPathComponent("history.json"))
+        #expect(history.records.count == 4 && history.records.allSatisfy { $0.validationLoss != nil })
+    }
+
     @Test("a distributed run resumed from its checkpoint ends bit-identical to the uninterrupted run")
     func resume() throws {
         guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }

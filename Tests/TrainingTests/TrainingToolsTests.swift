@@ -53,7 +53,9 @@ struct TrainingToolsTests {
         #expect(try #require(p[0].grad).toArray().allSatisfy(\.isNaN))
         #expect(throws: TensorError.self) { try clipGradNorm(p, maxNorm: -1) }
         #expect(throws: TensorError.self) { try clipGradNorm(p, maxNorm: 1, normType: 0.5) }
-        #expect(throws: TensorError.self) { try clipGradNorm([try Tensor([1, 2])], maxNorm: 1) }
+        // No gradient anywhere: the norm is 0 and nothing changes, as clip_grad_norm_ returns 0.
+        let untouched = try Tensor([1, 2])
+        #expect(try clipGradNorm([untouched], maxNorm: 1).item() == 0 && untouched.grad == nil)
     }
 
     @Test("clipGradValue clamps each element to ±value and keeps NaN, as clip_grad_value_")
@@ -176,6 +178,10 @@ struct TrainingToolsTests {
         #expect(report.accuracy == 0.6)
         expectNear([report.macroF1, report.weightedF1], [0.5, (2.0 / 3 * 4) / 5])
         #expect(throws: TrainingError.self) { try ClassificationReport(predicted: [4], truth: [0], classes: 4) }
+        // A class neither present nor predicted is left out of the macro averages, as in scikit-learn.
+        let partial = try ClassificationReport(predicted: [0, 1, 1], truth: [0, 1, 0], classes: 3)
+        #expect(partial.presentClasses == [0, 1])
+        expectNear([partial.macroRecall], [(0.5 + 1) / 2])
     }
 
     @Test("Init follows torch.nn.init: gains, fans, bounds and standard deviations")
@@ -254,17 +260,22 @@ struct TrainingToolsTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let cache = BinaryCache(directory: folder)
         let device = try Device.shared()
-        cache.store([1, 2, 3], key: "described", for: device.info)
-        cache.store([4, 5], key: "bare")
+        let described = String(repeating: "a1", count: 16), bare = String(repeating: "0f", count: 16)
+        cache.store([1, 2, 3], key: described, for: device.info)
+        cache.store([4, 5], key: bare)
+        // Files that are not the cache's stay where they are.
+        let foreign = folder.appendingPathComponent("notes.json")
+        try Data("{}".utf8).write(to: foreign)
         try FileManager.default.createDirectory(at: cache.driverCacheFolder.appendingPathComponent("kcache"), withIntermediateDirectories: true)
         try Data(count: 100).write(to: cache.driverCacheFolder.appendingPathComponent("kcache/entry"))
         let entries = cache.entries()
-        #expect(Set(entries.map(\.key)) == ["described", "bare"])
-        #expect(entries.first { $0.key == "described" }?.description?.device == device.info.name)
-        #expect(entries.first { $0.key == "bare" }?.description == nil)
-        #expect(cache.load(key: "described") == [1, 2, 3])
+        #expect(Set(entries.map(\.key)) == [described, bare])
+        #expect(entries.first { $0.key == described }?.description?.device == device.info.name)
+        #expect(entries.first { $0.key == bare }?.description == nil)
+        #expect(cache.load(key: described) == [1, 2, 3])
         let freed = try cache.clear()
         #expect(freed >= 100 + 48 + 3)
         #expect(cache.entries().isEmpty && BinaryCache.bytes(under: cache.driverCacheFolder) == 0)
+        #expect(FileManager.default.fileExists(atPath: foreign.path))
     }
 }

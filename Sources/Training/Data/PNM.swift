@@ -91,7 +91,8 @@ public struct PGMImage: Sendable, Equatable {
     /// the old pixels under its area, weighted by how much of each it covers (area averaging, good
     /// for shrinking; enlarging blends neighbouring pixels). The aspect ratio follows the new size.
     public func resized(width newWidth: Int, height newHeight: Int) throws -> PGMImage {
-        guard newWidth >= 1, newHeight >= 1, let count = checkedProduct([newWidth, newHeight]), count <= Self.maxPixels else {
+        guard newWidth >= 1, newHeight >= 1, let count = checkedProduct([newWidth, newHeight]), count <= Self.maxPixels,
+              let between = checkedProduct([height, newWidth]), between <= Self.maxPixels else {
             throw DataError("PGMImage.resized: \(newWidth)×\(newHeight) is not a size from 1×1 to \(Self.maxPixels) pixels")
         }
         let columns = Self.boxWeights(from: width, to: newWidth), rows = Self.boxWeights(from: height, to: newHeight)

@@ -58,12 +58,18 @@ public struct ClassificationReport: Sendable, Equatable {
         return total == 0 ? 0 : Double(confusion.indices.reduce(0) { $0 + confusion[$1][$1] }) / Double(total)
     }
 
-    /// The unweighted mean of the per-class precisions.
-    public var macroPrecision: Double { mean(precision) }
-    /// The unweighted mean of the per-class recalls.
-    public var macroRecall: Double { mean(recall) }
-    /// The unweighted mean of the per-class F1 scores.
-    public var macroF1: Double { mean(f1) }
+    /// The classes that occur among the labels or the predictions: the ones scikit-learn's
+    /// averages cover (`labels=None`).
+    public var presentClasses: [Int] {
+        confusion.indices.filter { c in support[c] > 0 || confusion.contains { $0[c] > 0 } }
+    }
+
+    /// The unweighted mean of the per-class precisions, over `presentClasses`.
+    public var macroPrecision: Double { mean(presentClasses.map { precision[$0] }) }
+    /// The unweighted mean of the per-class recalls, over `presentClasses`.
+    public var macroRecall: Double { mean(presentClasses.map { recall[$0] }) }
+    /// The unweighted mean of the per-class F1 scores, over `presentClasses`.
+    public var macroF1: Double { mean(presentClasses.map { f1[$0] }) }
     /// The per-class F1 scores weighted by support.
     public var weightedF1: Double {
         let total = support.reduce(0, +)

@@ -115,9 +115,9 @@ public struct PixelImage: Sendable, Equatable {
         let side = n * (cell + 1) + 1
         var image = try PixelImage(width: side, height: side, color: .gridLine)
         for (row, counts) in matrix.enumerated() {
-            let total = counts.reduce(0) { $0 + max($1, 0) }
+            let total = counts.reduce(0.0) { $0 + Double(max($1, 0)) }   // in Double: counts may be huge
             for (column, count) in counts.enumerated() {
-                let share = total > 0 ? Double(max(count, 0)) / Double(total) : 0
+                let share = total > 0 ? Double(max(count, 0)) / total : 0
                 image.fill(x: 1 + column * (cell + 1), y: 1 + row * (cell + 1), width: cell, height: cell, heat(share))
             }
         }
@@ -138,7 +138,7 @@ public struct PixelImage: Sendable, Equatable {
                                   side: Int? = nil, scale: Int = 2) throws -> PixelImage {
         let count = min(images.count, predicted.count, truth.count)
         let side = side ?? Int(Double(images.first?.count ?? 0).squareRoot().rounded())
-        guard count > 0, side > 0, images.prefix(count).allSatisfy({ $0.count == side * side }) else {
+        guard count > 0, side > 0, side <= maxSide, images.prefix(count).allSatisfy({ $0.count == side * side }) else {
             throw TrainingError("A sample grid needs images of \(side) × \(side) values, each with a prediction and a label; got \(count) (the first has \(images.first?.count ?? 0) values).")
         }
         let columns = max(1, min(columns, count)), rows = (count + columns - 1) / columns

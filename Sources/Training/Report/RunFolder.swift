@@ -19,7 +19,8 @@ public enum RunFolder {
     public static func versions(in root: URL) -> [Int] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
         return names.compactMap { name in
-            guard name.hasPrefix("version_"), let n = Int(name.dropFirst("version_".count)), n >= 0,
+            // Numbers past Int32.max are not Kiln's (and could not be counted on from).
+            guard name.hasPrefix("version_"), let n = Int(name.dropFirst("version_".count)), n >= 0, n < Int(Int32.max),
                   String(n) == name.dropFirst("version_".count) else { return nil }
             return n
         }.sorted()
