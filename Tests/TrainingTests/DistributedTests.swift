@@ -243,6 +243,44 @@ struct DistributedTests {
         #expect(seconds < 60)
     }
 
+    @Test("SIGTERM to the ranks stops every rank after the same step, with a checkpoint the same ranks resume from")
+    func signal() throws {
+        guard try fashionMNIST(.test, limit: 1) != nil, let launcher = mpirun() else { return }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-signal-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let flags = ["train", "--limit", "20000", "--test-limit", "100", "--hidden", "32", "--out", folder.path]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: launcher)
+        process.arguments = ["-np", "2", try kilnExecutable()] + flags + ["--epochs", "50"]
+        process.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { _, new in new }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, process.isRunning,
+              !FileManager.default.fileExists(atPath: folder.appendingPathComponent("history.json").path) {
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        // As mpirun forwards it (the test's own children may start with SIGTERM blocked, so the
+        // ranks get it directly, one after the other, as a scheduler's signal arrives).
+        for rank in try childProcesses(of: process.processIdentifier) {
+            kill(rank, SIGTERM)
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("Interrupted by SIGTERM"), "\(output.suffix(1500))")
+        let state = try CheckpointState(metadata: try SafeTensorsFile(contentsOf: folder.appendingPathComponent("last.safetensors")).metadata,
+                                        file: "last.safetensors")
+        #expect(state.worldSize == 2 && state.epoch >= 1)
+        let resumed = try runMPI(["-np", "2", try kilnExecutable()] + flags
+                                 + ["--epochs", String(state.epoch + 1), "--resume", folder.appendingPathComponent("last.safetensors").path])
+        #expect(resumed.status == 0 && resumed.output.contains("Resumed"), "\(resumed.output.suffix(1500))")
+    }
+
     /// The pids of `parent`'s children (from /proc), in increasing order.
     func childProcesses(of parent: pid_t) throws -> [pid_t] {
         let entries = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap { pid_t($0) }
