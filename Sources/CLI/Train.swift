@@ -136,22 +136,30 @@ struct Train: ParsableCommand {
         return (environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMIX_RANK"]).flatMap { Int($0) } ?? 0
     }
 
-    var console: Console { Console(json: json, silent: rank != 0) }
+    /// What this process writes for people and scripts: everything on rank 0 (or alone), nothing
+    /// on the other ranks of a data-parallel run.
+    func console(for group: MPIProcessGroup?) -> Console { Console(json: json, silent: (group?.rank ?? 0) != 0) }
 
     func run() throws {
         Interrupts.install()
         let folder = RunFolderChoice()
         // `mpirun -np N kiln train`: N processes train one model data-parallel.
-        let group: MPIProcessGroup?
+        var group: MPIProcessGroup?
         do {
             group = (MPIProcessGroup.launchedSize ?? 1) > 1 ? try MPIProcessGroup() : nil
         } catch { throw Failure(error) }
+        if let alone = group, alone.size < 2 {
+            // The environment said mpirun, but MPI found this process alone: train as one.
+            alone.finalize()
+            group = nil
+        }
         if group != nil { shareCores() }
         do {
             try train(folder: folder, group: group)
             group?.finalize()
         } catch let stop as TrainingInterrupted {
             let last = (folder.url ?? URL(fileURLWithPath: out ?? runs)).appendingPathComponent("last.safetensors").path
+            let console = console(for: group)
             console.say("\(stop) Saved \(last); continue with: kiln train --resume \(last) (and the same flags).")
             try? console.emit(["type": "interrupted", "signal": stop.signal, "step": stop.step, "checkpoint": last])
             fflush(nil)
@@ -159,7 +167,7 @@ struct Train: ParsableCommand {
             throw ExitCode(stop.exitStatus)
         } catch let error as DistributedError {
             // Every process found the same mismatch: each says so and they end together.
-            FileHandle.standardError.write(Data("Error (rank \(rank)): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("Error (rank \(group?.rank ?? 0)): \(error)\n".utf8))
             group?.finalize()
             throw ExitCode.failure
         } catch {
@@ -205,6 +213,7 @@ struct Train: ParsableCommand {
     final class RunFolderChoice { var url: URL? }
 
     func train(folder choice: RunFolderChoice, group: MPIProcessGroup?) throws {
+        let console = console(for: group)
         let device = try deviceOptions.open(profiling: profile)
         console.say("Device: \(device)")
         RandomState.manualSeed(seed)
@@ -259,7 +268,7 @@ struct Train: ParsableCommand {
         }
 
         // Only rank 0 writes files: the run folder, checkpoints, plots, TensorBoard.
-        let writes = rank == 0
+        let writes = (group?.rank ?? 0) == 0
         let folder = writes ? try runFolder() : FileManager.default.temporaryDirectory
         if writes { choice.url = folder }
         console.say("Run folder: \(folder.path)")

@@ -115,21 +115,16 @@ public final class MPIProcessGroup: ProcessGroup {
         }
     }
 
-    public func allReduceSum(_ values: inout [Float]) throws {
-        let n = values.count
-        try values.withUnsafeMutableBufferPointer { buffer in
-            try chunks(n) { offset, length in
-                try check(allreduce(Self.inPlace, buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }, length, float, sum, comm),
-                          "MPI_Allreduce")
-            }
-        }
-    }
+    public func allReduceSum(_ values: inout [Float]) throws { try allReduceSum(&values, type: float) }
 
-    public func allReduceSum(_ values: inout [Double]) throws {
+    public func allReduceSum(_ values: inout [Double]) throws { try allReduceSum(&values, type: double) }
+
+    /// `MPI_Allreduce` with `MPI_SUM`, in place, of elements of MPI type `type`.
+    private func allReduceSum<Element>(_ values: inout [Element], type: Handle) throws {
         let n = values.count
         try values.withUnsafeMutableBufferPointer { buffer in
             try chunks(n) { offset, length in
-                try check(allreduce(Self.inPlace, buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }, length, double, sum, comm),
+                try check(allreduce(Self.inPlace, buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }, length, type, sum, comm),
                           "MPI_Allreduce")
             }
         }

@@ -47,19 +47,7 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
         ".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp")
     let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw FileError("write", url.path, errno: errno) }
-    var failure: Int32 = 0
-    data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
-        var offset = 0
-        while offset < bytes.count, let base = bytes.baseAddress {
-            let n = write(fd, base + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
-                return
-            }
-            offset += n
-        }
-    }
+    var failure = data.withUnsafeBytes { writeAll(fd, $0) }
     if failure == 0, fsync(fd) != 0, errno != EINVAL { failure = errno }
     if close(fd) != 0, failure == 0 { failure = errno }
     if failure == 0, rename(temporary.path, url.path) != 0 { failure = errno }
@@ -67,6 +55,21 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
         unlink(temporary.path)
         throw FileError("write", url.path, errno: failure)
     }
+}
+
+/// Writes all of `bytes` to the file descriptor `fd`, retrying short and interrupted writes.
+/// Returns 0, or the `errno` of the write that failed.
+public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+    var offset = 0
+    while offset < bytes.count, let base = bytes.baseAddress {
+        let n = write(fd, base + offset, bytes.count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        offset += n
+    }
+    return 0
 }
 
 /// Removes `.NAME.PID.RANDOM.tmp` files beside `url` whose writing process no longer exists

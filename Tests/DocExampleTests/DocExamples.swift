@@ -853,7 +853,7 @@ private func example81() throws {
     _ = (folder, trainer, ())
 }
 
-// Sources/Training/Report/TensorBoard.swift:265
+// Sources/Training/Report/TensorBoard.swift:252
 private func example82() throws {
     let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
     let model = Sequential(try Linear(784, 10))

@@ -73,14 +73,17 @@ public let awkwardSizes = [1, 7, 13, 31, 64, 129, 257, 1000]
 public let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
 
-/// Whether `python3` can import torch and safetensors here (tests then also check against PyTorch).
-public let pythonHasTorch: Bool = {
+/// Whether `python3 -c code` runs and exits 0 here (to find out which Python packages there are).
+public func pythonRuns(_ code: String) -> Bool {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import torch, safetensors"]
+    process.arguments = ["python3", "-c", code]
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     do { try process.run() } catch { return false }
     process.waitUntilExit()
     return process.terminationStatus == 0
-}()
+}
+
+/// Whether `python3` can import torch and safetensors here (tests then also check against PyTorch).
+public let pythonHasTorch = pythonRuns("import torch, safetensors")

@@ -28,16 +28,9 @@ private func expectOneLineError(_ arguments: [String], _ text: String, environme
     }
 }
 
-/// The `kiln` executable built beside the tests.
-private func kilnBinary() throws -> URL {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    return try #require([directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln") }
-        .first { FileManager.default.isExecutableFile(atPath: $0.path) })
-}
-
 /// Starts `kiln` with stdout and stderr going to `log`; returns the running process.
 private func startKiln(_ arguments: [String], log: URL) throws -> Process {
-    let binary = try kilnBinary()
+    let binary = URL(fileURLWithPath: try kilnExecutable())
     _ = FileManager.default.createFile(atPath: log.path, contents: nil)
     let handle = try FileHandle(forWritingTo: log)
     let process = Process()
@@ -120,7 +113,7 @@ struct CLIReliabilityTests {
             env["XDG_CACHE_HOME"] = cache.url.path
             env["POCL_CACHE_DIR"] = nil
             let process = Process()
-            process.executableURL = try kilnBinary()
+            process.executableURL = URL(fileURLWithPath: try kilnExecutable())
             process.arguments = ["devices"]
             process.environment = env
             process.standardOutput = Pipe()

@@ -3,14 +3,18 @@ import Kiln
 import KilnTestSupport
 import Testing
 
+/// The `kiln` executable built beside the tests.
+func kilnExecutable() throws -> String {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln").path }
+    return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
+                        "the kiln executable is not built beside the tests (swift build --build-tests builds it)")
+}
+
 /// Runs the `kiln` executable built beside the tests; returns exit status and output.
 func kiln(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let candidates = [directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln") }
-    let binary = try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-                              "the kiln executable is not built beside the tests (swift build --build-tests builds it)")
     let process = Process()
-    process.executableURL = binary
+    process.executableURL = URL(fileURLWithPath: try kilnExecutable())
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let out = Pipe(), err = Pipe()

@@ -20,15 +20,8 @@ func mpirun(sourceLocation: SourceLocation = #_sourceLocation) -> String? {
 /// The environment for `mpirun` here: root is allowed (CI runs as root), and each process gets one core.
 let mpiEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
 
-/// The `kiln` executable beside the tests.
-func kilnExecutable() throws -> String {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let candidates = [directory, directory.deletingLastPathComponent()].map { $0.appendingPathComponent("kiln").path }
-    return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) }, "kiln is not built beside the tests")
-}
-
-/// Runs `mpirun -np N kiln ARGS` (or `mpirun` with the given arguments) and returns its status and output.
-func runMPI(_ arguments: [String], timeout: Double = 240) throws -> (status: Int32, output: String, seconds: Double) {
+/// Starts `mpirun` with `arguments`, its stdout and stderr going to the returned pipe.
+func startMPI(_ arguments: [String]) throws -> (process: Process, output: Pipe) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: try #require(mpirun()))
     process.arguments = arguments
@@ -36,8 +29,14 @@ func runMPI(_ arguments: [String], timeout: Double = 240) throws -> (status: Int
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
-    let start = Date()
     try process.run()
+    return (process, pipe)
+}
+
+/// Runs `mpirun` with `arguments` to the end and returns its status, output and duration.
+func runMPI(_ arguments: [String]) throws -> (status: Int32, output: String, seconds: Double) {
+    let start = Date()
+    let (process, pipe) = try startMPI(arguments)
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
@@ -211,18 +210,11 @@ struct DistributedTests {
 
     @Test("a rank killed mid-run ends the job with a non-zero exit in under 60 s")
     func killedRank() throws {
-        guard try fashionMNIST(.test, limit: 1) != nil, let launcher = mpirun() else { return }
+        guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-kill-\(UUID())")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = ["-np", "2", try kilnExecutable(), "train", "--limit", "20000", "--test-limit", "100", "--hidden", "32",
-                             "--epochs", "50", "--out", folder.path]
-        process.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { _, new in new }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
+        let (process, _) = try startMPI(["-np", "2", try kilnExecutable(), "train", "--limit", "20000", "--test-limit", "100",
+                                         "--hidden", "32", "--epochs", "50", "--out", folder.path])
         defer { if process.isRunning { process.terminate() } }
         // Wait until both ranks train (the first epoch line), then kill rank 1 with SIGKILL.
         let deadline = Date().addingTimeInterval(120)
@@ -245,18 +237,11 @@ struct DistributedTests {
 
     @Test("SIGTERM to the ranks stops every rank after the same step, with a checkpoint the same ranks resume from")
     func signal() throws {
-        guard try fashionMNIST(.test, limit: 1) != nil, let launcher = mpirun() else { return }
+        guard try fashionMNIST(.test, limit: 1) != nil, mpirun() != nil else { return }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-ddp-signal-\(UUID())")
         defer { try? FileManager.default.removeItem(at: folder) }
         let flags = ["train", "--limit", "20000", "--test-limit", "100", "--hidden", "32", "--out", folder.path]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = ["-np", "2", try kilnExecutable()] + flags + ["--epochs", "50"]
-        process.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { _, new in new }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
+        let (process, pipe) = try startMPI(["-np", "2", try kilnExecutable()] + flags + ["--epochs", "50"])
         defer { if process.isRunning { process.terminate() } }
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline, process.isRunning,

@@ -4,16 +4,7 @@ import KilnTestSupport
 import Testing
 
 /// Whether python3 can import TensorBoard's event reader (setup.sh installs it; CI then requires it).
-let pythonHasTensorBoard: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do { try process.run() } catch { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
+let pythonHasTensorBoard = pythonRuns("from tensorboard.backend.event_processing.event_accumulator import EventAccumulator")
 
 /// Skipped without the tensorboard package, except on CI, where the test then fails saying so.
 let needsTensorBoard = Testing.ConditionTrait.enabled(if: pythonHasTensorBoard || ProcessInfo.processInfo.environment["CI"] == "true",

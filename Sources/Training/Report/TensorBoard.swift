@@ -220,20 +220,7 @@ public final class TensorBoardWriter {
         guard descriptor >= 0 else {
             throw FileError(path: file.path, message: "Cannot add to \(file.path): the TensorBoard writer is closed.")
         }
-        let record = TFRecord.frame(event.bytes)
-        var failure: Int32 = 0
-        record.withUnsafeBytes { bytes in
-            var offset = 0
-            while offset < bytes.count, let base = bytes.baseAddress {
-                let n = write(descriptor, base + offset, bytes.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += n
-            }
-        }
+        let failure = TFRecord.frame(event.bytes).withUnsafeBytes { writeAll(descriptor, $0) }
         if failure != 0 { throw appendError(failure) }
     }
 
