@@ -42,8 +42,12 @@ let package = Package(
         .executableTarget(name: "KilnEmbed", path: "Sources/KilnEmbed"),
         .plugin(name: "EmbedKernels", capability: .buildTool(), dependencies: ["KilnEmbed"],
                 path: "Plugins/EmbedKernels"),
-        .target(name: "KilnKernels", dependencies: ["KilnDevice"], path: "Sources/Kernels",
+        .target(name: "KilnKernels", dependencies: ["KilnSupport", "KilnDevice"], path: "Sources/Kernels",
                 plugins: ["EmbedKernels"]),
+
+        // The tuner behind `kiln tune`: searches the kernels' parameters on the device in hand and
+        // writes what it finds to the tuning cache that KilnKernels reads.
+        .target(name: "KilnTuning", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Sources/Tuning"),
 
         // Tensors, reverse-mode autograd, and the safetensors format.
         .target(name: "KilnTensor", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels"], path: "Sources/Tensor"),
@@ -59,7 +63,7 @@ let package = Package(
                 path: "Sources/Training"),
 
         // `import Kiln` brings in every layer.
-        .target(name: "Kiln", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTensor", "KilnLayers", "KilnTraining"],
+        .target(name: "Kiln", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTuning", "KilnTensor", "KilnLayers", "KilnTraining"],
                 path: "Sources/Kiln"),
 
         // Data-parallel training over the system's Open MPI, loaded at run time (no link dependency).
@@ -73,7 +77,7 @@ let package = Package(
 
         // The `kiln` command-line tool.
         .executableTarget(name: "KilnCLI", dependencies: [
-            "Kiln", "KilnBenchmarks", "KilnDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Kiln", "KilnBenchmarks", "KilnDistributed", "KilnTuning", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/CLI"),
 
         // Fuzzing: one entry per reader (Fuzz/Entries), one libFuzzer target per entry. Built with
@@ -96,7 +100,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/ModelTests"),
         // Compiles every Swift example of the README and the `///` comments (DocExamples.swift).
         .testTarget(name: "DocExampleTests", dependencies: ["Kiln", "KilnDistributed"], path: "Tests/DocExampleTests"),
-        .testTarget(name: "KernelTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTestSupport"],
+        .testTarget(name: "KernelTests", dependencies: ["KilnSupport", "KilnDevice", "KilnKernels", "KilnTuning", "KilnTestSupport"],
                     path: "Tests/KernelTests"),
         // Replays every file of Fuzz/Corpus through the fuzz entries (no device needed).
         .testTarget(name: "FuzzTests", dependencies: ["KilnFuzzing"], path: "Tests/FuzzTests"),

@@ -12,6 +12,9 @@
 //   integer twin of a float kernel ends in _i32. Every name is in Kernels/KernelCatalogue.swift,
 //   which a test checks against the built program.
 //     KILN_BENCH     builds only the benchmark suite's microkernels (the end of this file).
+//     KILN_ONLY_MATMUL  builds only the matrix products (and the activations their epilogue
+//                    uses): the tuner's candidates and the tuned per-shape programs, which then
+//                    compile in a few seconds rather than the whole file's tens of seconds.
 // - Helpers are kiln_* functions and KILN_* macros. Sizes are int; every kernel guards its items,
 //   because launchers round the global size up to a multiple of the group size.
 // - Results never depend on scheduling: each output is combined in a fixed order (a serial loop
@@ -131,6 +134,7 @@ inline void kiln_storev(const floatv v, __global float* p, const int i, const in
 
 #ifndef KILN_BENCH  // the library's kernels; the benchmark suite's program holds only its own (end of file)
 
+#ifndef KILN_ONLY_MATMUL  // element-wise (a products program, below, holds only the matrix products)
 // =============================================================================================
 // Element-wise: axpy, binary ops with broadcasting, unary ops, where
 // =============================================================================================
@@ -310,6 +314,7 @@ __kernel void ew_unary(const int op, const int n, const float p0, const float p1
     kiln_storev(KILN_UNARY(kiln_loadv(x, i, n), op, p0, p1, floatv), y, i, n);
 }
 
+#endif  // !KILN_ONLY_MATMUL
 // =============================================================================================
 // Activations: one definition of each function and its derivative, used by the element-wise
 // kernels act_forward / act_backward and by the matmul epilogue
@@ -399,6 +404,7 @@ __kernel void act_backward(const int act, const int n, const float p, const int 
     kiln_storev(g, dx, i, n);
 }
 
+#ifndef KILN_ONLY_MATMUL  // reductions ... optimizers
 // =============================================================================================
 // Reductions
 // =============================================================================================
@@ -1820,6 +1826,7 @@ __kernel void rmsprop_step(const int n, const float lr, const float alpha, const
     }
 }
 
+#endif  // !KILN_ONLY_MATMUL
 // =============================================================================================
 // Matrix products
 // =============================================================================================
@@ -1871,6 +1878,12 @@ __kernel void rmsprop_step(const int n, const float lr, const float alpha, const
  * needs the group to share each product's operands in cache. */
 #ifndef KILN_MM_KB
 #define KILN_MM_KB 256
+#endif
+/* The same K slice for the other outer-product kernels (nn, tn, tt); 0, the default, compiles them
+ * without the barrier. A tuner's candidate: large K (1024^3) may gain from it where the barrier's
+ * spills cost less than the cache misses. */
+#ifndef KILN_MM_MKB
+#define KILN_MM_MKB 0
 #endif
 /* Work-group order: PoCL hands out groups in row-major group-id order.  With
  * KILN_MM_SWZ = R > 1, consecutive groups instead walk down bands of R group rows, so a band's
@@ -2145,52 +2158,85 @@ inline void FN(const int M, const int N, const int K,                           
  *   tn: scalar = A[k*lda + m]  vector = B row k   C[m*ldc + n]  bias[n] (bias[m])
  *   tt: C^T = B_stored . A_stored: scalar = B[n*ldb + k], vector = A row k,
  *       C[n + m*ldc] written transposed, bias[n] along the scalar dimension (bias[m] along v). */
-#define KILN_MM_DEFINE_OUTER_VARIANTS(PFX, OUTER)                                  \
+#define KILN_MM_DEFINE_NN(PFX, OUTER)                                               \
 __kernel void PFX##nn(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
     OUTER(M, N, K, A, lda, 1, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope, nb, sa, sb); \
-}                                                                                   \
+}
+#define KILN_MM_DEFINE_TN(PFX, OUTER)                                               \
 __kernel void PFX##tn(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
     OUTER(M, N, K, A, 1, lda, B, ldb, C, ldc, 1, bias, rb, !rb, flags, slope, nb, sa, sb); \
-}                                                                                   \
+}
+#define KILN_MM_DEFINE_TT(PFX, OUTER)                                               \
 __kernel void PFX##tt(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     const int rb = (flags & 4) != 0;                                                \
     OUTER(N, M, K, B, ldb, 1, A, lda, C, 1, ldc, bias, !rb, rb, flags, slope, nb, sb, sa); \
 }
-#define KILN_MM_DEFINE_VARIANTS(PFX, OUTER, DOT)                                    \
-KILN_MM_DEFINE_OUTER_VARIANTS(PFX, OUTER)                                           \
+#define KILN_MM_DEFINE_NT(PFX, DOT)                                                 \
 __kernel void PFX##nt(KILN_MM_ARGS) {                                               \
     KILN_MM_BATCH();                                                                \
     DOT(M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope, nb, sa, sb);           \
 }
 
+/* A products program may hold one variant only (KILN_MM_VARIANT 1 nn, 2 nt, 3 tn, 4 tt; 0, the
+ * default, all four): PoCL compiles each kernel for its work-group at the first launch, seconds
+ * for these unrolled tiles, so the tuner builds only the variant a candidate is timed on. */
+#ifndef KILN_MM_VARIANT
+#define KILN_MM_VARIANT 0
+#endif
+#define KILN_MM_HAS(v) (KILN_MM_VARIANT == 0 || KILN_MM_VARIANT == (v))
+
 #ifndef KILN_GPU
 /* Small kernels: same bodies, tile KILN_MM_STM x KILN_MM_SVW, one vector per row. */
 KILN_MM_DEFINE_OUTER(kiln_mm_outer_small, KILN_MM_STM, 1, KILN_MM_SVW, 0, 1, kiln_floatsv, kiln_vloadsv, kiln_vstoresv)
 KILN_MM_DEFINE_DOT(kiln_mm_dot_small, KILN_MM_STM, KILN_MM_SVW, KILN_MM_STM, KILN_MM_SDTN, 1, KILN_MM_DKB)
-KILN_MM_DEFINE_VARIANTS(matmul_small_, kiln_mm_outer_small, kiln_mm_dot_small)
-
-KILN_MM_DEFINE_OUTER(kiln_mm_outer_main, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, KILN_MM_SWZ, floatv, vloadv, vstorev)
+KILN_MM_DEFINE_OUTER(kiln_mm_outer_main, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, KILN_MM_MKB, KILN_MM_SWZ, floatv, vloadv, vstorev)
 KILN_MM_DEFINE_DOT(kiln_mm_dot_main, KILN_MM_TM, KILN_MM_TNV * KILN_VEC, KILN_MM_DTM, KILN_MM_DTN, KILN_MM_SWZ, KILN_MM_DKB)
-KILN_MM_DEFINE_VARIANTS(matmul_, kiln_mm_outer_main, kiln_mm_dot_main)
+#if KILN_MM_HAS(1)
+KILN_MM_DEFINE_NN(matmul_small_, kiln_mm_outer_small)
+KILN_MM_DEFINE_NN(matmul_, kiln_mm_outer_main)
+#endif
+#if KILN_MM_HAS(2)
+KILN_MM_DEFINE_NT(matmul_small_, kiln_mm_dot_small)
+KILN_MM_DEFINE_NT(matmul_, kiln_mm_dot_main)
+#endif
+#if KILN_MM_HAS(3)
+KILN_MM_DEFINE_TN(matmul_small_, kiln_mm_outer_small)
+KILN_MM_DEFINE_TN(matmul_, kiln_mm_outer_main)
+#endif
+#if KILN_MM_HAS(4)
+KILN_MM_DEFINE_TT(matmul_small_, kiln_mm_outer_small)
+KILN_MM_DEFINE_TT(matmul_, kiln_mm_outer_main)
+#endif
 
-/* Summed batches (nb > 1: a weight gradient over the samples), K-blocked with barriers. */
+/* Summed batches (nb > 1: a weight gradient over the samples), K-blocked with barriers. Only in
+ * the library's program: their barrier makes PoCL's first compile take ~10 s each, so the tuner
+ * leaves them to the rule table. */
+#ifndef KILN_ONLY_MATMUL
 KILN_MM_DEFINE_OUTER(kiln_mm_outer_sum, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, KILN_MM_KB, KILN_MM_SWZ, floatv, vloadv, vstorev)
-KILN_MM_DEFINE_OUTER_VARIANTS(matmul_sum_, kiln_mm_outer_sum)
+KILN_MM_DEFINE_NN(matmul_sum_, kiln_mm_outer_sum)
+KILN_MM_DEFINE_TN(matmul_sum_, kiln_mm_outer_sum)
+KILN_MM_DEFINE_TT(matmul_sum_, kiln_mm_outer_sum)
+#endif
 #else
 /* ---------------------------------------------------------------- GPU path
- * Textbook local-memory tiling (not tuned, cannot be timed on this machine): work-group
- * KILN_MM_GL x KILN_MM_GL, each work-item computes KILN_MM_GW x KILN_MM_GW outputs of a
- * (GL*GW)^2 tile, strided by GL so that neighbouring work-items touch neighbouring addresses
- * (coalescing).  K is walked in slices of KILN_MM_GK staged in local memory; out-of-range elements
- * are staged as zero. Launch: local (GL, GL, 1), global (ceil(N/T)*GL, ceil(M/T)*GL, batch),
- * T = GL*GW, for all four variants. */
-#ifndef KILN_MM_GL
-#define KILN_MM_GL 16
+ * Local-memory tiling, both operands staged: a work-group of KILN_MM_GLX x KILN_MM_GLY work-items
+ * (along n, along m) computes a TM x TN = (GLY*GW) x (GLX*GW) tile of C, each work-item GW x GW
+ * outputs strided by the group's width so that neighbouring work-items touch neighbouring
+ * addresses (coalescing). K is walked in slices of KILN_MM_GK staged in local memory;
+ * out-of-range elements are staged as zero. Launch: local (GLX, GLY, 1), global
+ * (ceil(N/TN)*GLX, ceil(M/TM)*GLY, batch), for all four variants. The defaults (16 x 8 items of
+ * 4 x 4: a 32 x 64 tile) follow CLBlast's published A100 tuning; `kiln tune` searches them on the
+ * device in hand. */
+#ifndef KILN_MM_GLX
+#define KILN_MM_GLX 16
+#endif
+#ifndef KILN_MM_GLY
+#define KILN_MM_GLY 8
 #endif
 #ifndef KILN_MM_GW
 #define KILN_MM_GW 4
@@ -2198,43 +2244,48 @@ KILN_MM_DEFINE_OUTER_VARIANTS(matmul_sum_, kiln_mm_outer_sum)
 #ifndef KILN_MM_GK
 #define KILN_MM_GK 16
 #endif
-#define KILN_MM_GT (KILN_MM_GL * KILN_MM_GW)
+#define KILN_MM_GTM (KILN_MM_GLY * KILN_MM_GW)
+#define KILN_MM_GTN (KILN_MM_GLX * KILN_MM_GW)
 
 /* OpenCL C 1.2 allows __local variables only at kernel scope: the kernels own the tiles and pass
  * them in.  +1 column: avoids bank conflicts on column reads. */
-typedef float kiln_mm_gtile[KILN_MM_GK][KILN_MM_GT + 1];
-inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restrict Asp,
-                        __local kiln_mm_gtile* restrict Bsp, const int M, const int N, const int K,
+typedef float kiln_mm_gtile_a[KILN_MM_GK][KILN_MM_GTM + 1];
+typedef float kiln_mm_gtile_b[KILN_MM_GK][KILN_MM_GTN + 1];
+inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile_a* restrict Asp,
+                        __local kiln_mm_gtile_b* restrict Bsp, const int M, const int N, const int K,
                         __global const float *A, const int lda, __global const float *B, const int ldb,
                         __global float *C, const int ldc, __global const float *bias, const int flags,
                         const float slope, const int nb, const int sa, const int sb) {
 #define As (*Asp)
 #define Bs (*Bsp)
-    const int GL = KILN_MM_GL, GW = KILN_MM_GW, GK = KILN_MM_GK, GT = KILN_MM_GT;
+    const int GLX = KILN_MM_GLX, GLY = KILN_MM_GLY, GW = KILN_MM_GW, GK = KILN_MM_GK;
+    const int TM = KILN_MM_GTM, TN = KILN_MM_GTN, L = GLX * GLY;
     const int tx = get_local_id(0), ty = get_local_id(1);
-    const int n0 = get_group_id(0) * GT, m0 = get_group_id(1) * GT;
-    const int tid = ty * GL + tx;
+    const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;
+    const int tid = ty * GLX + tx;
     float acc[KILN_MM_GW][KILN_MM_GW];
     for (int i = 0; i < GW; ++i)
         for (int j = 0; j < GW; ++j) acc[i][j] = 0.0f;
 
     for (int p = 0; p < nb; ++p, A += sa, B += sb)
     for (int k0 = 0; k0 < K; k0 += GK) {
-        /* stage op(A)[m0.., k0..] and op(B)[k0.., n0..]; GT*GK elements each */
-        for (int e = tid; e < GT * GK; e += GL * GL) {
-            /* index so that consecutive work-items read consecutive addresses */
-            int kk = ta ? e / GT : e % GK, mm = ta ? e % GT : e / GK;
-            int m = m0 + mm, k = k0 + kk;
+        /* stage op(A)[m0.., k0..] and op(B)[k0.., n0..], indexed so that consecutive work-items
+         * read consecutive addresses */
+        for (int e = tid; e < TM * GK; e += L) {
+            const int kk = ta ? e / TM : e % GK, mm = ta ? e % TM : e / GK;
+            const int m = m0 + mm, k = k0 + kk;
             As[kk][mm] = (m < M && k < K) ? (ta ? A[k * lda + m] : A[m * lda + k]) : 0.0f;
-            int kb = tb ? e % GK : e / GT, nn = tb ? e / GK : e % GT;
-            int n = n0 + nn, k2 = k0 + kb;
-            Bs[kb][nn] = (n < N && k2 < K) ? (tb ? B[n * ldb + k2] : B[k2 * ldb + n]) : 0.0f;
+        }
+        for (int e = tid; e < TN * GK; e += L) {
+            const int kk = tb ? e % GK : e / TN, nn = tb ? e / GK : e % TN;
+            const int n = n0 + nn, k = k0 + kk;
+            Bs[kk][nn] = (n < N && k < K) ? (tb ? B[n * ldb + k] : B[k * ldb + n]) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < GK; ++kk) {
             float a[KILN_MM_GW], b[KILN_MM_GW];
-            for (int i = 0; i < GW; ++i) a[i] = As[kk][ty + i * GL];
-            for (int j = 0; j < GW; ++j) b[j] = Bs[kk][tx + j * GL];
+            for (int i = 0; i < GW; ++i) a[i] = As[kk][ty + i * GLY];
+            for (int j = 0; j < GW; ++j) b[j] = Bs[kk][tx + j * GLX];
             for (int i = 0; i < GW; ++i)
                 for (int j = 0; j < GW; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
         }
@@ -2242,7 +2293,7 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
     }
     for (int i = 0; i < GW; ++i)
         for (int j = 0; j < GW; ++j) {
-            const int m = m0 + ty + i * GL, n = n0 + tx + j * GL;
+            const int m = m0 + ty + i * GLY, n = n0 + tx + j * GLX;
             if (m < M && n < N)
                 kiln_mm_store1(C + m * ldc + n, acc[i][j], (flags & 2) ? bias[(flags & 4) ? m : n] : 0.0f,
                                flags, slope);
@@ -2251,18 +2302,28 @@ inline void kiln_mm_gpu(const int ta, const int tb, __local kiln_mm_gtile* restr
 #undef Bs
 }
 #define KILN_MM_GPU_KERNEL(NAME, TA, TB)                                            \
-    __kernel __attribute__((reqd_work_group_size(KILN_MM_GL, KILN_MM_GL, 1)))       \
+    __kernel __attribute__((reqd_work_group_size(KILN_MM_GLX, KILN_MM_GLY, 1)))     \
     void NAME(KILN_MM_ARGS) {                                                       \
-        __local kiln_mm_gtile As, Bs;                                               \
+        __local kiln_mm_gtile_a As;                                                 \
+        __local kiln_mm_gtile_b Bs;                                                 \
         KILN_MM_BATCH();                                                            \
         kiln_mm_gpu(TA, TB, &As, &Bs, M, N, K, A, lda, B, ldb, C, ldc, bias, flags, slope, nb, sa, sb); \
     }
+#if KILN_MM_HAS(1)
 KILN_MM_GPU_KERNEL(matmul_nn, 0, 0)
+#endif
+#if KILN_MM_HAS(2)
 KILN_MM_GPU_KERNEL(matmul_nt, 0, 1)
+#endif
+#if KILN_MM_HAS(3)
 KILN_MM_GPU_KERNEL(matmul_tn, 1, 0)
+#endif
+#if KILN_MM_HAS(4)
 KILN_MM_GPU_KERNEL(matmul_tt, 1, 1)
 #endif
+#endif
 
+#ifndef KILN_ONLY_MATMUL  // everything after the products
 // ---------------------------------------------------------------------------------------------
 // Backward through a Linear layer's fused epilogue (bias, then act): from the gradient g of its
 // output y, gz = g * act'(y) (kiln_act_grad from the output: relu, leaky relu with slope > 0,
@@ -2917,6 +2978,7 @@ __kernel void augment_crop_flip(const int N, const int C, const int H, const int
     }
 }
 
+#endif  // !KILN_ONLY_MATMUL
 #else  // KILN_BENCH
 
 // =============================================================================================

@@ -9,7 +9,7 @@ struct KilnCommand: ParsableCommand {
         commandName: "kiln",
         abstract: "Deep learning in Swift on any OpenCL device.",
         version: kilnVersion,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, Cache.self, BenchCommand.self])
+        subcommands: [Train.self, Evaluate.self, Predict.self, Summary.self, Devices.self, Cache.self, BenchCommand.self, Tune.self])
 
     /// Parses and runs the command. A `ValidationError` found while running (a file that does not
     /// fit, an index out of range) prints the usage of the subcommand that was run, not kiln's.

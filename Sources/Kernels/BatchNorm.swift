@@ -266,8 +266,8 @@ extension KernelLibrary {
     }
 
     /// Chunked reductions. CPU: item (block of KILN_VEC channels when spatial is 1, else one channel;
-    /// chunk of samples), 16 consecutive chunks per group (measured fastest on PoCL among 1, 4 and
-    /// 16). GPU: a group of 16 channels x 16 lanes (spatial 1) or 1 channel x 256 lanes per chunk,
+    /// chunk of samples), `batchNormGroup` consecutive chunks per group (16 by the rule table: measured fastest on
+    /// PoCL among 1, 4 and 16; `kiln tune` measures it on the device). GPU: a group of 16 channels x 16 lanes (spatial 1) or 1 channel x 256 lanes per chunk,
     /// reduced by a local-memory tree.
     private func launchBatchNormReduction(_ kernel: KernelName, _ shape: BatchNormShape,
                                           _ arguments: any KernelArgument...) throws {
@@ -278,9 +278,9 @@ extension KernelLibrary {
         case (true, false):
             try launch(kernel, global: [c, chunks * 256], local: [1, 256], arguments: arguments)
         case (false, true):
-            try launch(kernel, global: [self.chunks(c), chunks], local: [1, 16], arguments: arguments)
+            try launch(kernel, global: [self.chunks(c), chunks], local: [1, config.batchNormGroup], arguments: arguments)
         case (false, false):
-            try launch(kernel, global: [c, chunks], local: [1, 16], arguments: arguments)
+            try launch(kernel, global: [c, chunks], local: [1, config.batchNormGroup], arguments: arguments)
         }
     }
 }

@@ -30,6 +30,12 @@ public struct KernelConfig: Sendable, Equatable {
     public var vectorWidth: Int
     /// Work-group size of 1-D element-wise kernels.
     public var elementwiseGroup: Int
+    /// Work-group sizes of the reduction, softmax and cross-entropy families on a CPU: rows (one
+    /// work-item per row), columns (one per `KILN_VEC` columns) and chunks (one per chunk of a full
+    /// reduction). GPUs use trees of fixed shape instead.
+    public var rowsGroup: Int, columnsGroup: Int, chunksGroup: Int
+    /// Chunks of samples per work-group of the batch-norm reductions on a CPU.
+    public var batchNormGroup = 16
     /// Matrix-product tiles.
     public var matmul: MatmulConfig
     /// Whether convolutions may stage each sample's columns in local memory (CPU devices; see
@@ -50,6 +56,27 @@ public struct KernelConfig: Sendable, Equatable {
             elementwiseGroup = 64
         }
         matmul = MatmulConfig()
+        if kind == .cpu, vectorWidth >= 16 {
+            // AVX-512 (32 vector registers): `kiln tune` on a 2-core Xeon kept 6–12 rows × 2–4
+            // vectors (24 accumulators) for most outer products, and nt products (a Linear
+            // forward) 1.9–2.8× faster as a transpose and nn than as dot products. 6 × 2 (12
+            // accumulators, for AVX2's 16 registers) is what the tuning on a 2-core EPYC found
+            // (BENCHMARKS.md, 2026-12-02 tuning).
+            (matmul.tileRows, matmul.vectors, matmul.ntTransposesB) = (8, 3, true)
+        }
+        (rowsGroup, columnsGroup, chunksGroup) = (elementwiseGroup, elementwiseGroup, elementwiseGroup)
+    }
+
+    /// Why the launch parameters (not the tiles) cannot be used on a device allowing groups of
+    /// `maxGroup` work-items, or nil. Checked before a tuned configuration read from disk is used.
+    public func launchProblem(maxGroup: Int) -> String? {
+        for (name, value) in [("elementwiseGroup", elementwiseGroup), ("rowsGroup", rowsGroup),
+                              ("columnsGroup", columnsGroup), ("chunksGroup", chunksGroup),
+                              ("batchNormGroup", batchNormGroup)]
+            where !(1...min(maxGroup, 1024)).contains(value) || value & (value - 1) != 0 {
+            return "\(name) \(value) is not a power of two within 1...\(min(maxGroup, 1024))"
+        }
+        return nil
     }
 
     /// Whether kernels use local-memory trees (GPU) rather than serial loops per row (CPU).
@@ -58,36 +85,121 @@ public struct KernelConfig: Sendable, Equatable {
     /// The `-D` definitions, by name.
     public var defines: [String: Int] {
         var all = matmul.defines
-        all["KILN_VEC"] = vectorWidth
+        if all["KILN_VEC"] == nil { all["KILN_VEC"] = vectorWidth }
         if isGPU { all["KILN_GPU"] = 1 }
         return all
     }
 
     /// The options passed to `clBuildProgram`.
-    public var buildOptions: String {
+    public var buildOptions: String { buildOptions(productsOnly: false) }
+
+    /// The options of the library's program, or of a products-only one (`KILN_ONLY_MATMUL`: the
+    /// matrix products alone, with the tiles' own `KILN_VEC` when they name one).
+    public func buildOptions(productsOnly: Bool) -> String {
+        var all = defines
+        if productsOnly {
+            all["KILN_ONLY_MATMUL"] = 1
+        } else {
+            all["KILN_VEC"] = vectorWidth
+        }
         // -w: PoCL's compiler prints its warnings to stderr, which is the user's terminal.
-        (["-cl-std=CL1.2", "-w"] + defines.keys.sorted().map { "-D\($0)=\(defines[$0] ?? 0)" }).joined(separator: " ")
+        return (["-cl-std=CL1.2", "-w"] + all.keys.sorted().map { "-D\($0)=\(all[$0] ?? 0)" }).joined(separator: " ")
     }
 }
 
-/// Tile sizes of the matrix products (the `KILN_MM_*` build options). The CPU tile's vector is
-/// `KILN_VEC` wide; GPUs use local-memory tiles of 16 × 16 work-items, each computing 4 × 4 outputs.
-public struct MatmulConfig: Sendable, Equatable {
+/// Tile sizes of the matrix products (the `KILN_MM_*` build options) and the work-group shape their
+/// launcher uses. The CPU tile's vector is `KILN_VEC` wide; GPUs use local-memory tiles of
+/// `gpuGroup` work-items, each computing `gpuWork` × `gpuWork` outputs.
+///
+/// The rule table (`KernelConfig(for:)`) picks one per device; `kiln tune` searches them on the
+/// device and keeps the fastest per shape class (`TunedConfiguration`).
+public struct MatmulConfig: Sendable, Hashable, Codable {
     /// Rows of C per work-item (`KILN_MM_TM`).
     public var tileRows = 6
     /// Vectors per tile row (`KILN_MM_TNV`): a work-item holds tileRows × vectors accumulators.
     public var vectors = 2
-    /// K-slice each work-group finishes before the next, so it stays in cache (`KILN_MM_KB`).
+    /// K-slice each work-group of a summed batch finishes before the next, so it stays in cache
+    /// (`KILN_MM_KB`).
     public var kBlock = 256
+    /// The same for the other outer-product kernels (`KILN_MM_MKB`); 0 builds them without the barrier.
+    public var mainKBlock = 0
+    /// Rows of group ids walked together (`KILN_MM_SWZ`; 1: row-major order).
+    public var swizzle = 4
+    /// The nt kernel's dot products: vector width along K (`KILN_MM_DVW`), outputs per sub-tile
+    /// (`KILN_MM_DTM` × `KILN_MM_DTN`) and K block (`KILN_MM_DKB`).
+    public var dotWidth = 8, dotRows = 3, dotCols = 4, dotKBlock = 1024
     /// Rows of the small kernel's tile (`KILN_MM_STM`) and its vector width (`KILN_MM_SVW`).
     public var smallRows = 2, smallWidth = 8
+    /// Whether an nt product (`A · Bᵀ`, a Linear layer's forward) first transposes B into a
+    /// scratch buffer and runs the nn kernel, rather than the dot-product kernel (when B is
+    /// contiguous and one matrix or one per product).
+    public var ntTransposesB = false
+    /// Work-group shape of the large CPU kernels (tile columns, tile rows).
+    public var group = [4, 4]
+    /// GPU path: work-items per group along n and m (`KILN_MM_GLX`, `KILN_MM_GLY`), outputs per
+    /// work-item along each (`KILN_MM_GW`) and the K slice staged in local memory (`KILN_MM_GK`).
+    public var gpuGroup = [16, 8], gpuWork = 4, gpuK = 16
+    /// `KILN_VEC` of a products-only program built for these tiles (the tuner's candidates); nil
+    /// inside the library's program, whose `KILN_VEC` is `KernelConfig.vectorWidth`.
+    public var vectorWidth: Int?
 
     /// The default tiles.
     public init() {}
 
     /// The `-D` options of these tiles.
     public var defines: [String: Int] {
-        ["KILN_MM_TM": tileRows, "KILN_MM_TNV": vectors, "KILN_MM_KB": kBlock, "KILN_MM_SVW": smallWidth,
-         "KILN_MM_STM": smallRows]
+        var all = ["KILN_MM_TM": tileRows, "KILN_MM_TNV": vectors, "KILN_MM_KB": kBlock, "KILN_MM_SVW": smallWidth,
+                   "KILN_MM_STM": smallRows, "KILN_MM_MKB": mainKBlock, "KILN_MM_SWZ": swizzle, "KILN_MM_DVW": dotWidth,
+                   "KILN_MM_DTM": dotRows, "KILN_MM_DTN": dotCols, "KILN_MM_DKB": dotKBlock,
+                   "KILN_MM_GLX": gpuGroup.first ?? 16, "KILN_MM_GLY": gpuGroup.last ?? 8, "KILN_MM_GW": gpuWork,
+                   "KILN_MM_GK": gpuK]
+        if let vectorWidth { all["KILN_VEC"] = vectorWidth }
+        return all
+    }
+
+    /// Why these tiles cannot be built or launched on a device of `kind` with `localMemory` bytes
+    /// of local memory and groups of at most `maxGroup` work-items, or nil when they can. Values
+    /// read from a file pass through this before anything is compiled.
+    public func problem(for kind: DeviceKind, localMemory: Int, maxGroup: Int) -> String? {
+        func within(_ name: String, _ value: Int, _ range: ClosedRange<Int>) -> String? {
+            range.contains(value) ? nil : "\(name) \(value) is outside \(range.lowerBound)...\(range.upperBound)"
+        }
+        let widths: Set<Int> = [2, 4, 8, 16]
+        let checks: [String?] = [
+            within("tileRows", tileRows, 1...16), within("vectors", vectors, 1...4),
+            within("kBlock", kBlock, 0...65536), within("mainKBlock", mainKBlock, 0...65536),
+            within("swizzle", swizzle, 1...64), within("dotRows", dotRows, 1...8), within("dotCols", dotCols, 1...8),
+            within("dotKBlock", dotKBlock, 0...1 << 20), within("smallRows", smallRows, 1...16),
+            within("gpuWork", gpuWork, 1...8), within("gpuK", gpuK, 1...64),
+            widths.contains(dotWidth) && dotWidth >= 4 ? nil : "dotWidth \(dotWidth) is not 4, 8 or 16",
+            widths.contains(smallWidth) ? nil : "smallWidth \(smallWidth) is not 2, 4, 8 or 16",
+            vectorWidth.map { [4, 8, 16].contains($0) || (kind == .gpu && $0 == 1) } == false
+                ? "vectorWidth \(vectorWidth ?? 0) is not 4, 8 or 16" : nil,
+            group.count == 2 && group.allSatisfy({ (1...64).contains($0) }) && group[0] * group[1] <= maxGroup
+                ? nil : "group \(group) is not two sizes of 1...64 within \(maxGroup) work-items",
+            gpuGroup.count == 2 && gpuGroup.allSatisfy({ (1...64).contains($0) }) && gpuGroup[0] * gpuGroup[1] <= maxGroup
+                ? nil : "gpuGroup \(gpuGroup) is not two sizes of 1...64 within \(maxGroup) work-items",
+        ]
+        if let problem = checks.compactMap({ $0 }).first { return problem }
+        if kind == .gpu {
+            // Both staged tiles (+1 column each) must fit the device's local memory.
+            let (tm, tn) = (gpuGroup[1] * gpuWork, gpuGroup[0] * gpuWork)
+            let bytes = 4 * gpuK * (tm + 1 + tn + 1)
+            if bytes > localMemory { return "GPU tiles need \(bytes) bytes of local memory; the device has \(localMemory)" }
+        }
+        return nil
+    }
+
+    /// A short description for tables: `6x2v16 swz4 g4x4` (CPU) or `gpu 16x8x4 k16` (GPU).
+    public func summary(kind: DeviceKind) -> String {
+        switch kind {
+        case .gpu: return "gpu \(gpuGroup[0])x\(gpuGroup[1])x\(gpuWork) k\(gpuK)"
+        case .cpu:
+            var text = "\(tileRows)x\(vectors)" + (vectorWidth.map { "v\($0)" } ?? "")
+                + " swz\(swizzle) g\(group[0])x\(group[1]) dot\(dotRows)x\(dotCols)v\(dotWidth)"
+            if mainKBlock > 0 { text += " kb\(mainKBlock)" }
+            if ntTransposesB { text += " nt=T+nn" }
+            return text
+        }
     }
 }

@@ -22,16 +22,62 @@ public struct ShapeError: Error, Sendable, CustomStringConvertible {
 public final class KernelLibrary: @unchecked Sendable {
     /// The device the kernels run on.
     public let device: Device
-    /// Strategy, vector width and tile sizes for this device.
+    /// Strategy, vector width and tile sizes for this device: the rule table's, with the launch
+    /// parameters of `tuned` when there is one.
     public let config: KernelConfig
     /// The built program.
     public let program: Program
+    /// What `kiln tune` found for this device (nil: the rule table everywhere). Its per-shape tiles
+    /// run as products-only programs, built at their first use (from Kiln's disk cache after the
+    /// tuner built them once).
+    public let tuned: TunedConfiguration?
+    /// Why a tuning file for this device was not used, when one was found and ignored.
+    public private(set) var tuningIgnored: String?
 
-    /// Builds (or fetches from the program caches) the kernel library for `device`.
-    public init(device: Device, config: KernelConfig? = nil) throws {
+    /// Builds (or fetches from the program caches) the kernel library for `device`, with the rule
+    /// table's `config` (or the one given) and, optionally, a tuned configuration.
+    public init(device: Device, config: KernelConfig? = nil, tuned: TunedConfiguration? = nil) throws {
         self.device = device
-        self.config = config ?? KernelConfig(for: device.info)
-        program = try device.program(source: kernelSource, options: self.config.buildOptions)
+        let base = config ?? KernelConfig(for: device.info)
+        self.config = tuned?.applied(to: base) ?? base
+        self.tuned = tuned
+        program = try device.program(source: kernelSource, options: base.buildOptions)
+    }
+
+    /// The library `shared(for:)` makes: the rule table with whatever `tuningCache` holds for the
+    /// device (`TuningCache.fromEnvironment()` there). A file that must not be used leaves the rule
+    /// table in place and its reason in `tuningIgnored`.
+    public convenience init(device: Device, tuningCache: TuningCache?) throws {
+        let base = KernelConfig(for: device.info)
+        switch tuningCache?.entry(for: device.info, base: base) ?? .none {
+        case .tuned(let tuned): try self.init(device: device, config: base, tuned: tuned)
+        case .none: try self.init(device: device, config: base)
+        case .ignored(let reason):
+            try self.init(device: device, config: base)
+            tuningIgnored = reason
+        }
+    }
+
+    private let productsLock = NSLock()
+    private var productsPrograms: [String: Program] = [:]
+
+    /// The products-only program (`KILN_ONLY_MATMUL`) of one transpose `variant` (`nn`, `nt`, `tn`
+    /// or `tt`) built for `tiles`: the library's options with the tiles' `-D` values (and their
+    /// `KILN_VEC`). It holds that variant's large and small kernels, not the summed-batch ones.
+    /// Built once per device and options (tiles that differ only in their launch shape share it).
+    public func productsProgram(for tiles: MatmulConfig, variant: String) throws -> Program {
+        guard let code = ["nn": 1, "nt": 2, "tn": 3, "tt": 4][variant] else {
+            throw ShapeError("matmul: no variant \"\(variant)\"; the variants are nn, nt, tn and tt.")
+        }
+        var options = config
+        options.matmul = tiles
+        let text = options.buildOptions(productsOnly: true) + " -DKILN_MM_VARIANT=\(code)"
+        return try productsLock.withLock {
+            if let program = productsPrograms[text] { return program }
+            let program = try device.program(source: kernelSource, options: text)
+            productsPrograms[text] = program
+            return program
+        }
     }
 
     private static let lock = NSLock()
@@ -42,7 +88,7 @@ public final class KernelLibrary: @unchecked Sendable {
         try lock.withLock {
             let key = ObjectIdentifier(device)
             if let library = libraries[key], library.device === device { return library }
-            let library = try KernelLibrary(device: device)
+            let library = try KernelLibrary(device: device, tuningCache: TuningCache.fromEnvironment())
             libraries[key] = library
             return library
         }
@@ -58,8 +104,9 @@ public final class KernelLibrary: @unchecked Sendable {
         try launch(kernel, global: global, local: local, arguments: arguments)
     }
 
-    func launch(_ name: KernelName, global: [Int], local: [Int], arguments: [any KernelArgument]) throws {
-        let kernel = try program.kernel(name.rawValue)
+    func launch(_ name: KernelName, global: [Int], local: [Int], arguments: [any KernelArgument],
+                in program: Program? = nil) throws {
+        let kernel = try (program ?? self.program).kernel(name.rawValue)
         // Shrink the group until it fits this kernel's limit on this device.
         var local = local
         while local.reduce(1, *) > kernel.maxWorkGroupSize, let i = local.indices.max(by: { local[$0] < local[$1] }),
@@ -102,7 +149,7 @@ public final class KernelLibrary: @unchecked Sendable {
             let group = treeGroup(cols)
             try launch(kernel, global: [rows * group], local: [group], arguments: arguments)
         } else {
-            try launch(kernel, global: [rows], local: [config.elementwiseGroup], arguments: arguments)
+            try launch(kernel, global: [rows], local: [config.rowsGroup], arguments: arguments)
         }
     }
 
@@ -112,7 +159,7 @@ public final class KernelLibrary: @unchecked Sendable {
         if isGPU {
             try launch(kernel, global: [(cols + 31) / 32 * 256, outer], local: [256, 1], arguments: arguments)
         } else {
-            try launch(kernel, global: [chunks(cols), outer], local: [config.elementwiseGroup, 1], arguments: arguments)
+            try launch(kernel, global: [chunks(cols), outer], local: [config.columnsGroup, 1], arguments: arguments)
         }
     }
 
@@ -131,7 +178,7 @@ public final class KernelLibrary: @unchecked Sendable {
         if isGPU && tree {
             try launch(kernel, global: [parts * 256], local: [256], arguments: arguments)
         } else {
-            try launch(kernel, global: [parts], local: [config.elementwiseGroup], arguments: arguments)
+            try launch(kernel, global: [parts], local: [config.chunksGroup], arguments: arguments)
         }
     }
 }

@@ -34,7 +34,9 @@ extension KernelLibrary {
     /// B is stored k×n, or n×k when `transposeB` (a Linear weight [out, in] is B with `transposeB`).
     /// `bias` has n elements (one per column), or m with `biasPerRow` (one per row: a convolution's
     /// output channels). `lda`, `ldb` and `ldc` are the row strides of the stored matrices (default:
-    /// their widths); a larger stride reads a column block of a wider matrix.
+    /// their widths); a larger stride reads a column block of a wider matrix. `tiles` runs the
+    /// product with other tiles than the tuned or rule-table ones (a products-only program built
+    /// for them; the tuner's candidates); a summed batch always uses the library's own.
     ///
     /// ```swift
     /// // y = relu(x · wᵀ + b) for x [2, 3], w [4, 3]
@@ -47,7 +49,8 @@ extension KernelLibrary {
     public func matmul(_ a: Buffer<Float>, _ b: Buffer<Float>, into c: Buffer<Float>, m: Int, n: Int, k: Int,
                        transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false,
                        bias: Buffer<Float>? = nil, biasPerRow: Bool = false, activation: Activation? = nil,
-                       lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, batch: MatmulBatch = .single) throws {
+                       lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, batch: MatmulBatch = .single,
+                       tiles: MatmulConfig? = nil) throws {
         guard m >= 1, n >= 1, k >= 1 else { throw ShapeError("matmul: sizes must be ≥ 1, got m \(m), n \(n), k \(k).") }
         let (aRows, aCols) = transposeA ? (k, m) : (m, k)
         let (bRows, bCols) = transposeB ? (n, k) : (k, n)
@@ -85,30 +88,65 @@ extension KernelLibrary {
             activation?.parameter ?? 0, Int32(batch.strideA), Int32(batch.strideB), Int32(cStride),
             Int32(batch.sums ? batch.count : 1),
         ]
+        // Tiles: those asked for, else the tuned ones for the nearest measured shape, else the rule
+        // table's (in the library's own program). Summed batches always run the library's own.
+        let shape = MatmulShape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                summed: batch.sums ? batch.count : 1)
+        let chosen = batch.sums ? nil : tiles ?? tuned?.tiles(for: shape)
+        if let chosen = chosen ?? (batch.sums ? nil : config.matmul), chosen.ntTransposesB, shape.variant == "nt",
+           ldb == k, !isGPU {
+            // Bᵀ once (per product when each has its own B), then the outer-product kernel.
+            let matrices = batch.count > 1 && batch.strideB > 0 ? batch.count : 1
+            if b.count == matrices * n * k, matrices == 1 || batch.strideB == n * k {
+                let bt = try device.buffer(Float.self, count: matrices * n * k)
+                try transpose(b, rows: n, cols: k, batch: matrices, into: bt)
+                var nn = batch
+                nn.strideB = matrices > 1 ? k * n : 0
+                var nnTiles = chosen
+                nnTiles.ntTransposesB = false
+                try matmul(a, bt, into: c, m: m, n: n, k: k, transposeA: false, transposeB: false, accumulate: accumulate,
+                           bias: bias, biasPerRow: biasPerRow, activation: activation, lda: lda, ldb: n, ldc: ldc,
+                           batch: nn, tiles: nnTiles)
+                return
+            }
+        }
+        // Tiles whose `-D` values are the library's run in the library's program.
+        let program = try chosen.flatMap {
+            $0.defines == config.matmul.defines ? nil : try productsProgram(for: $0, variant: shape.variant)
+        }
         let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
-                                                   batch: batch.sums ? 1 : batch.count, summed: batch.sums)
-        try launch(kernel, global: global, local: local, arguments: arguments)
+                                                   batch: batch.sums ? 1 : batch.count, summed: batch.sums,
+                                                   tiles: chosen ?? config.matmul)
+        try launch(kernel, global: global, local: local, arguments: arguments, in: program)
     }
 
-    /// Kernel, global and local size for C[m, n] (see the comments in kernels.cl). Every work-item
-    /// of a group must reach the kernel's barriers, so the local sizes are exact.
+    /// The tiles `matmul` uses for `shape` when none are given: the tuned ones, else the rule table's.
+    public func tiles(for shape: MatmulShape) -> MatmulConfig {
+        shape.summed > 1 ? config.matmul : tuned?.tiles(for: shape) ?? config.matmul
+    }
+
+    /// Kernel, global and local size for C[m, n] with `tiles` (see the comments in kernels.cl).
+    /// Every work-item of a group must reach the kernel's barriers, so the local sizes are exact.
     func matmulLaunch(transposeA: Bool, transposeB: Bool, m: Int, n: Int, batch: Int,
-                      summed: Bool = false) -> (KernelName, [Int], [Int]) {
+                      summed: Bool = false, tiles: MatmulConfig? = nil) -> (KernelName, [Int], [Int]) {
         func up(_ x: Int, _ d: Int) -> Int { (x + d - 1) / d }
         func roundUp(_ x: Int, _ d: Int) -> Int { up(x, d) * d }
+        let tiles = tiles ?? config.matmul
         if isGPU {
+            let (gx, gy) = (tiles.gpuGroup[0], tiles.gpuGroup[1])
             return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false),
-                    [up(n, 64) * 16, up(m, 64) * 16, batch], [16, 16, 1])
+                    [up(n, gx * tiles.gpuWork) * gx, up(m, gy * tiles.gpuWork) * gy, batch], [gx, gy, 1])
         }
-        let tiles = config.matmul
+        let vec = tiles.vectorWidth ?? self.vec
         // tt computes Cᵀ = B·A, so its tiles run over (n, m).
         let (rows, cols) = transposeA && transposeB ? (n, m) : (m, n)
         if cols < tiles.vectors * vec || rows < tiles.tileRows {
             return (.matmul(transposeA: transposeA, transposeB: transposeB, small: true),
                     [roundUp(up(cols, tiles.smallWidth), 2), roundUp(up(rows, tiles.smallRows), 8), batch], [2, 8, 1])
         }
+        let (gx, gy) = (tiles.group[0], tiles.group[1])
         return (.matmul(transposeA: transposeA, transposeB: transposeB, small: false, summed: summed),
-                [roundUp(up(cols, tiles.vectors * vec), 4), roundUp(up(rows, tiles.tileRows), 4), batch], [4, 4, 1])
+                [roundUp(up(cols, tiles.vectors * vec), gx), roundUp(up(rows, tiles.tileRows), gy), batch], [gx, gy, 1])
     }
 
     /// Backward through a fused `matmul` epilogue: from the gradient `g` of the output `y`

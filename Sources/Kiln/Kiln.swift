@@ -5,3 +5,4 @@
 @_exported import KilnTensor
 @_exported import KilnLayers
 @_exported import KilnTraining
+@_exported import KilnTuning

@@ -274,4 +274,47 @@ struct CLITests {
         try expectCleanFailure(["train", "--model", "mlp", "--augment", "--epochs", "1", "--limit", "100"], mentioning: "--augment")
         try expectCleanFailure(["train", "--model", "resnet", "--epochs", "1"], mentioning: "--model")
     }
+
+    @Test("tune stores a result that bench then uses and names; --show tells a damaged file apart; --reset; bad flags fail cleanly")
+    func tune() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-tune-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let environment = ["KILN_TUNING_DIR": folder.path]
+        let run = try kiln(["tune", "--budget", "60", "--only", "groups", "--json"], environment: environment)
+        #expect(run.status == 0, "\(run.stderr.suffix(500))")
+        let lines = try jsonLines(run.stdout)
+        #expect(lines.contains { $0["type"] as? String == "progress" })
+        #expect(lines.contains { $0["type"] as? String == "choice" && $0["rule"] != nil && $0["chosen"] != nil })
+        let done = try #require(lines.last)
+        #expect(done["type"] as? String == "tuned" && done["seconds"] is Double)
+        let file = try #require(done["file"] as? String)
+        #expect(FileManager.default.fileExists(atPath: file) && file.hasPrefix(folder.path))
+
+        let show = try jsonLines(try kiln(["tune", "--show", "--json"], environment: environment).stdout)
+        #expect(show.first?["status"] as? String == "tuned")
+        let bench = try kiln(["bench", "kernels", "--only", "softmax", "--repeats", "2", "--warmup", "1", "--json"],
+                             environment: environment)
+        let benchLines = try jsonLines(bench.stdout)
+        #expect(benchLines.first?["tuning"] as? String == "tuned")
+        let results = benchLines.filter { $0["type"] as? String == "result" }
+        #expect(!results.isEmpty && results.allSatisfy { ($0["config"] as? String)?.hasPrefix("tuned rows group") == true })
+        #expect(bench.stderr.contains("Tuning: kiln tune of"))
+
+        // A damaged file: said so, and the rule table used.
+        try Data("{\"format\": 1, \"products\": [".utf8).write(to: URL(fileURLWithPath: file))
+        let ignored = try kiln(["tune", "--show"], environment: environment)
+        #expect(ignored.status == 0 && ignored.stdout.contains("Ignored:") && ignored.stdout.contains("rule table"))
+        let untuned = try jsonLines(try kiln(["bench", "kernels", "--only", "softmax", "--repeats", "1", "--warmup", "0", "--json"],
+                                             environment: environment).stdout)
+        #expect((untuned.first?["tuning"] as? String)?.hasPrefix("ignored") == true)
+        #expect(untuned.filter { $0["type"] as? String == "result" }.allSatisfy { ($0["config"] as? String)?.hasPrefix("rules") == true })
+
+        let reset = try kiln(["tune", "--reset"], environment: environment)
+        #expect(reset.status == 0 && !FileManager.default.fileExists(atPath: file))
+        try expectCleanFailure(["tune", "--budget", "0"], mentioning: "--budget", environment: environment)
+        try expectCleanFailure(["tune", "--budget", "nan"], mentioning: "--budget", environment: environment)
+        try expectCleanFailure(["tune", "--only", "everything"], mentioning: "Unknown part", environment: environment)
+        try expectCleanFailure(["tune", "--show", "--reset"], mentioning: "cannot be combined", environment: environment)
+        try expectCleanFailure(["tune", "--show"], mentioning: "KILN_TUNING=0", environment: ["KILN_TUNING": "0"])
+    }
 }

@@ -13,6 +13,8 @@ public struct BenchReport: Codable, Sendable {
     /// Seconds to build kernels.cl in this process, and whether Kiln's disk cache served it.
     public var build_seconds: Double
     public var build_from_disk_cache: Bool
+    /// `tuned` (a `kiln tune` result was used), `rules`, or `ignored: why`.
+    public var tuning: String?
     public var peak: Peak?
     public var results: [BenchResult]
 }
@@ -102,6 +104,7 @@ public struct KernelBench: ParsableCommand {
             console.say("Device: \(device)")
             let source = runner.kernels.program.fromBinaryCache ? "from Kiln's disk cache" : "compiled"
             console.say("Open and build kernels.cl: \(String(format: "%.3f", buildSeconds)) s (\(source))")
+            console.say(tuningLine(runner.kernels))
             if startup {
                 // PoCL compiles each kernel for its work-group size at the first enqueue.
                 let x: Buffer<Float> = try device.buffer(count: 1 << 16)
@@ -125,6 +128,7 @@ public struct KernelBench: ParsableCommand {
                 date: ISO8601DateFormatter().string(from: Date()),
                 command: CommandLine.arguments.joined(separator: " "),
                 build_seconds: buildSeconds, build_from_disk_cache: runner.kernels.program.fromBinaryCache,
+                tuning: runner.kernels.tuned != nil ? "tuned" : runner.kernels.tuningIgnored.map { "ignored: \($0)" } ?? "rules",
                 peak: nil, results: [])
             let peak = try runner.measurePeak()
             report.peak = peak
@@ -132,7 +136,8 @@ public struct KernelBench: ParsableCommand {
                          peak.gflops, peak.gbps, peak.launch_us))
             try console.emit(["type": "device", "device": report.device, "device_type": report.device_type,
                               "driver": report.driver, "date": report.date, "command": report.command,
-                              "build_seconds": report.build_seconds, "build_from_disk_cache": report.build_from_disk_cache])
+                              "build_seconds": report.build_seconds, "build_from_disk_cache": report.build_from_disk_cache,
+                              "tuning": report.tuning ?? "rules"])
             try console.emit(peak, type: "peak")
             console.say(BenchSuite.header)
             for group in groups {
@@ -157,3 +162,12 @@ public struct KernelBench: ParsableCommand {
 }
 
 struct BenchFailure: Error, CustomStringConvertible { let description: String }
+
+/// Which configuration the figures use: `kiln tune`'s result for the device, or the rule table (and why).
+func tuningLine(_ kernels: KernelLibrary) -> String {
+    if let tuned = kernels.tuned {
+        return "Tuning: kiln tune of \(tuned.date) (\(tuned.products.count) shapes with their own tiles; \"tuned\" below)"
+    }
+    if let reason = kernels.tuningIgnored { return "Tuning: ignored (\(reason)); the rule table" }
+    return "Tuning: none stored for this device; the rule table (run `kiln tune`)"
+}

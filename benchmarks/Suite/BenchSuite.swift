@@ -8,7 +8,7 @@ public enum BenchSuite {
     static let header = "op".padding(toLength: 40, withPad: " ", startingAt: 0) + " "
         + "shape".padding(toLength: 18, withPad: " ", startingAt: 0) + " "
         + ["device ms".leftPadded(10), "wall ms".leftPadded(10), "GFLOP/s".leftPadded(9), "GB/s".leftPadded(9),
-           "%peak".leftPadded(7), "runs".leftPadded(4)].joined(separator: " ")
+           "%peak".leftPadded(7), "runs".leftPadded(4), "configuration"].joined(separator: " ")
 
     static func row(_ r: BenchResult) -> String {
         func f(_ v: Double?, _ digits: Int = 1) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
@@ -16,9 +16,27 @@ public enum BenchSuite {
             + "\(r.shape.map(String.init).joined(separator: "x").padding(toLength: 18, withPad: " ", startingAt: 0)) "
             + "\(f(r.median_ms, 4).leftPadded(10)) \(f(r.wall_ms, 4).leftPadded(10)) \(f(r.gflops).leftPadded(9)) "
             + "\(f(r.gbps).leftPadded(9)) \(f(r.percent_of_peak, 0).leftPadded(7)) \(String(r.runs).leftPadded(4))"
+            + (r.config.map { " \($0)" } ?? "")
     }
 
     static func run(_ group: String, on runner: BenchRunner) throws -> [BenchResult] {
+        let k = runner.kernels.config
+        let source = runner.kernels.tuned == nil ? "rules" : "tuned"
+        let launch: String? = switch group {
+        case "elementwise": "\(source) group \(k.elementwiseGroup), columns \(k.columnsGroup)"
+        case "softmax": "\(source) rows group \(k.rowsGroup)"
+        case "batchnorm": "\(source) bn group \(k.batchNormGroup)"
+        case "conv": "\(source) \(k.matmul.summary(kind: k.kind)), bn group \(k.batchNormGroup)"
+        default: nil
+        }
+        return try results(group, on: runner).map { result in
+            var result = result
+            if result.config == nil { result.config = launch }
+            return result
+        }
+    }
+
+    private static func results(_ group: String, on runner: BenchRunner) throws -> [BenchResult] {
         switch group {
         case "matmul": return try [256, 512, 1024, 2048].map { try matmul(runner, "matmul", m: $0, k: $0, n: $0) }
         case "mlp": return try mlpProducts(runner)
@@ -36,10 +54,13 @@ public enum BenchSuite {
         let a = try r.device.buffer(randomData(m * k)), b = try r.device.buffer(randomData(k * n))
         let c: Buffer<Float> = try r.device.buffer(count: m * n)
         let biasBuffer = bias ? try r.device.buffer(randomData(n)) : nil
-        return try r.measure(name, shape: [m, k, n], flops: 2 * Double(m) * Double(n) * Double(k)) {
+        var result = try r.measure(name, shape: [m, k, n], flops: 2 * Double(m) * Double(n) * Double(k)) {
             try r.kernels.matmul(a, b, into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb, bias: biasBuffer,
                                  activation: activation)
         }
+        let tiles = r.kernels.tiles(for: MatmulShape(transposeA: ta, transposeB: tb, m: m, n: n, k: k))
+        result.config = (tiles == r.kernels.config.matmul ? "rules " : "tuned ") + tiles.summary(kind: r.kernels.config.kind)
+        return result
     }
 
     /// The products of one training step of the 784-256-128-10 MLP at batch 128: forward (nt, with

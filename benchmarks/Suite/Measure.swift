@@ -17,6 +17,8 @@ public struct BenchResult: Codable, Sendable {
     public var runs: Int
     /// Kernel launches in one run.
     public var launches: Int
+    /// The configuration the figure used: `tuned` or `rules`, then the tiles or group sizes.
+    public var config: String?
 }
 
 /// The device's own ceilings, from the suite's microkernels (`PeakKernels`).

@@ -1,0 +1,194 @@
+import Foundation
+import KilnDevice
+import KilnKernels
+import KilnSupport
+import KilnTestSupport
+import KilnTuning
+import Testing
+
+/// A fresh folder for a tuning cache.
+private func temporaryCache() throws -> TuningCache {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-tuning-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return TuningCache(directory: url)
+}
+
+/// A tuned configuration for the test device holding one shape's tiles.
+private func sample(_ device: Device, tiles: MatmulConfig) -> TunedConfiguration {
+    var tuned = TunedConfiguration(for: device.info, kind: KernelConfig(for: device.info).kind)
+    tuned.products = [TunedProduct(shape: MatmulShape(transposeA: false, transposeB: true, m: 128, n: 256, k: 784),
+                                   config: tiles, ruleGFLOPS: 50, tunedGFLOPS: 60)]
+    tuned.rowsGroup = 32
+    return tuned
+}
+
+/// Tiles unlike the rule table's in every parameter the tuner searches on a CPU.
+private var otherTiles: MatmulConfig {
+    var tiles = MatmulConfig()
+    (tiles.tileRows, tiles.vectors, tiles.vectorWidth, tiles.swizzle, tiles.group) = (8, 3, 8, 1, [2, 8])
+    (tiles.mainKBlock, tiles.dotWidth, tiles.dotRows, tiles.dotCols) = (128, 16, 2, 4)
+    return tiles
+}
+
+@Suite("Tuning", .serialized)
+struct TuningTests {
+    @Test("the candidate check accepts the reference and catches one wrong element, a NaN and a missing row")
+    func checkCatchesWrongProducts() throws {
+        let c = TuningCheck.Case(m: 5, n: 7, k: 9, ta: true, tb: false, count: 2, epilogue: true)
+        let a = randomFloats(2 * 5 * 9, seed: 1), b = randomFloats(2 * 9 * 7, seed: 2), bias = randomFloats(7, seed: 3)
+        var product = [Float](repeating: 0, count: 2 * 5 * 7)
+        for p in 0..<2 {
+            for i in 0..<5 {
+                for j in 0..<7 {
+                    var sum = Double(bias[j])
+                    for q in 0..<9 { sum += Double(a[p * 45 + q * 5 + i]) * Double(b[p * 63 + q * 7 + j]) }
+                    product[p * 35 + i * 7 + j] = Float(max(sum, 0))
+                }
+            }
+        }
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: product) == nil)
+        var wrong = product
+        wrong[40] += 0.01
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: wrong)?.contains("C[0, 5]") == true)
+        wrong = product
+        wrong[3] = .nan
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: wrong) != nil)
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: Array(product.dropLast(7))) != nil)
+    }
+
+    @Test("tiles unlike the rule table's, nt through a transpose, and other GPU tiles all pass the check in every transpose")
+    func candidatesMatchTheReference() throws {
+        let device = try TestDevice.get()
+        let cpu = try KernelLibrary(device: device, config: KernelConfig(for: device.info, kind: .cpu))
+        var transposing = MatmulConfig()
+        transposing.ntTransposesB = true
+        for (library, tiles) in [(cpu, otherTiles), (cpu, transposing)] {
+            for variant in ["nn", "nt", "tn", "tt"] {
+                #expect(try TuningCheck.products(library, tiles: tiles, variant: variant) == nil,
+                        "\(tiles.summary(kind: .cpu)) \(variant)")
+            }
+        }
+        let gpu = try KernelLibrary(device: device, config: KernelConfig(for: device.info, kind: .gpu))
+        var gpuTiles = MatmulConfig()
+        (gpuTiles.gpuGroup, gpuTiles.gpuWork, gpuTiles.gpuK) = ([8, 4], 2, 8)
+        for variant in ["nn", "nt", "tn", "tt"] {
+            #expect(try TuningCheck.products(gpu, tiles: gpuTiles, variant: variant) == nil, "gpu \(variant)")
+        }
+    }
+
+    @Test("a stored configuration is used at the next start: its tiles for the nearest shape, its group sizes")
+    func storedConfigurationIsUsed() throws {
+        let device = try TestDevice.get()
+        let cache = try temporaryCache()
+        let tuned = sample(device, tiles: otherTiles)
+        try cache.store(tuned, for: device.info)
+        #expect(cache.entry(for: device.info, base: KernelConfig(for: device.info)) == .tuned(tuned))
+        let library = try KernelLibrary(device: device, tuningCache: cache)
+        #expect(library.tuned == tuned && library.tuningIgnored == nil)
+        #expect(library.config.rowsGroup == 32)
+        // A Linear forward of nearby size takes the stored tiles; another transpose or a far shape does not.
+        #expect(library.tiles(for: MatmulShape(transposeA: false, transposeB: true, m: 100, n: 256, k: 700)) == otherTiles)
+        let rules = KernelConfig(for: device.info).matmul
+        #expect(library.tiles(for: MatmulShape(transposeA: false, transposeB: false, m: 128, n: 256, k: 784)) == rules)
+        #expect(library.tiles(for: MatmulShape(transposeA: false, transposeB: true, m: 4, n: 4, k: 4)) == rules)
+        // And the product it runs with them is right.
+        let (m, n, k) = (128, 256, 784)
+        let a = randomFloats(m * k, seed: 5), b = randomFloats(n * k, seed: 6)
+        let c = try device.buffer(Float.self, count: m * n)
+        try library.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeB: true)
+        expectClose(try c.toArray(), referenceMatmul(a, b, m: m, n: n, k: k, ta: false, tb: true, bias: nil,
+                                                     activation: nil, previous: nil), rtol: 1e-4, atol: 1e-4)
+    }
+
+    @Test("a corrupt, truncated, stale, foreign or forged tuning file is ignored with a reason, and the rule table used")
+    func badFilesAreIgnored() throws {
+        let device = try TestDevice.get()
+        let cache = try temporaryCache()
+        let base = KernelConfig(for: device.info)
+        let good = sample(device, tiles: otherTiles)
+        let encoder = JSONEncoder()
+        let valid = try encoder.encode(good)
+        func variant(_ change: (inout TunedConfiguration) -> Void) throws -> Data {
+            var copy = good
+            change(&copy)
+            return try encoder.encode(copy)
+        }
+        func json(_ change: (inout [String: Any]) -> Void) throws -> Data {
+            var object = try #require(try JSONSerialization.jsonObject(with: valid) as? [String: Any])
+            change(&object)
+            return try JSONSerialization.data(withJSONObject: object)
+        }
+        var tooMany = good
+        tooMany.products = Array(repeating: good.products[0], count: 300)
+        let bad: [(String, Data, String)] = [
+            ("garbage", Data([0xff, 0x00, 0x13, 0x37]), "not a tuning file"),
+            ("truncated", valid.prefix(valid.count / 2), "not a tuning file"),
+            ("empty", Data(), "not a tuning file"),
+            ("a missing key", try json { $0.removeValue(forKey: "products") }, "not a tuning file"),
+            ("a string for a number", try json { $0["seconds"] = "fast" }, "not a tuning file"),
+            ("other kernels", try variant { $0.sourceHash = String(repeating: "0", count: 32) }, "other kernels"),
+            ("another Kiln", try variant { $0.kilnVersion = "0.0.1" }, "other kernels"),
+            ("another device", try variant { $0.device = "Some GPU" }, "not this device"),
+            ("another driver", try variant { $0.driver = "0.1" }, "not this device"),
+            ("another format", try variant { $0.format = 99 }, "format 99"),
+            ("the other path", try variant { $0.kind = base.kind == .cpu ? "gpu" : "cpu" }, "path"),
+            ("huge tiles", try variant { $0.products[0].config.tileRows = 100_000 }, "tileRows"),
+            ("an empty group", try variant { $0.products[0].config.group = [0, 4] }, "group"),
+            ("a 3-D group", try variant { $0.products[0].config.group = [4, 4, 4] }, "group"),
+            ("a vector width of 3", try variant { $0.products[0].config.vectorWidth = 3 }, "vectorWidth"),
+            ("a negative shape", try variant { $0.products[0].shape.m = -1 }, "impossible shape"),
+            ("an unknown variant", try variant { $0.products[0].shape.variant = "xx" }, "impossible shape"),
+            ("a group of 3", try variant { $0.rowsGroup = 3 }, "rowsGroup"),
+            ("a group of 2^40", try variant { $0.batchNormGroup = 1 << 40 }, "batchNormGroup"),
+            ("300 entries", try encoder.encode(tooMany), "more entries"),
+            ("5 MiB", Data(repeating: 0x20, count: 5 << 20), "larger than"),
+        ]
+        let url = cache.url(for: device.info)
+        for (what, data, reason) in bad {
+            try data.write(to: url)
+            let entry = cache.entry(for: device.info, base: base)
+            guard case .ignored(let message) = entry else {
+                Issue.record("\(what): \(entry)")
+                continue
+            }
+            #expect(message.contains(reason), "\(what): \(message)")
+            let library = try KernelLibrary(device: device, tuningCache: cache)
+            #expect(library.tuned == nil && library.tuningIgnored == message, "\(what)")
+            #expect(library.config == base, "\(what)")
+        }
+        try cache.remove(for: device.info)
+        #expect(cache.entry(for: device.info, base: base) == .none)
+    }
+
+    @Test("the tuner replaces an ignored file with one that is used; a candidate that fails the check is never kept")
+    func tunerRebuildsTheCache() throws {
+        let device = try Device.open(nil, profiling: true)
+        let cache = try temporaryCache()
+        try Data("{\"format\": 1, \"products\": [".utf8).write(to: cache.url(for: device.info))
+        #expect(cache.entry(for: device.info, base: KernelConfig(for: device.info)) != .none)
+        let tuner = try Tuner(device: device, budget: 120,
+                              shapes: [TuningShape("small nn", MatmulShape(transposeA: false, transposeB: false, m: 64, n: 64, k: 64))])
+        (tuner.repeats, tuner.warmup, tuner.candidateLimit) = (3, 1, 2)
+        tuner.parts = [.matmul, .groups]
+        var checked = 0
+        tuner.check = { _, _, _ in checked += 1; return "rejected by the test" }
+        var steps: [Tuner.Progress] = []
+        let tuned = try tuner.run { steps.append($0) }
+        #expect(checked == 2 && tuner.rejected.count == 2 && tuner.candidates == 2)
+        #expect(tuned.products.isEmpty, "a rejected candidate was kept")
+        #expect(tuner.rows.count == 1 && tuner.rows[0].tiles == "rule table")
+        #expect(steps.last?.fraction == 1 && steps.contains { $0.message.contains("rule table") })
+        #expect(tuned.choices.contains { $0.name.contains("rows") } || KernelConfig(for: device.info).isGPU)
+        try cache.store(tuned, for: device.info)
+        #expect(cache.entry(for: device.info, base: KernelConfig(for: device.info)) == .tuned(tuned))
+        #expect(try KernelLibrary(device: device, tuningCache: cache).tuned == tuned)
+    }
+
+    @Test("the tuning cache follows the environment: KILN_TUNING=0 turns it off, KILN_TUNING_DIR and XDG_CACHE_HOME place it")
+    func cacheLocation() {
+        #expect(TuningCache.fromEnvironment(["KILN_TUNING": "0"]) == nil)
+        #expect(TuningCache.fromEnvironment(["KILN_TUNING_DIR": "/tmp/t"])?.directory.path == "/tmp/t")
+        #expect(TuningCache.fromEnvironment(["XDG_CACHE_HOME": "/x"])?.directory.path == "/x/kiln/tuning")
+        #expect(TuningCache.fromEnvironment(["HOME": "/h"])?.directory.path == "/h/.cache/kiln/tuning")
+    }
+}
