@@ -20,7 +20,8 @@ struct Tune: ParsableCommand {
             --json writes {"type": "progress", "fraction", "message"} lines, one {"type": "product", "name", \
             "shape", "rule_gflops", "tuned_gflops", "tiles"} per measured shape, one {"type": "choice", "name", \
             "rule", "chosen", "rule_ms", "tuned_ms"} per launch choice, then {"type": "tuned", "file", \
-            "seconds", "candidates", "rejected", "kept_products"}.
+            "seconds", "candidates", "rejected", "kept_products"}. A search of some parts (--only) keeps what an \
+            earlier search stored for the others.
             """)
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -80,11 +81,15 @@ struct Tune: ParsableCommand {
             let tuner = try Tuner(device: device, budget: budget)
             tuner.parts = parts.chosen
             let bar = ProgressBar(enabled: !json)
-            let tuned = try tuner.run { step in
+            var tuned = try tuner.run { step in
                 bar.show(step.fraction, step.message)
                 try? console.emit(["type": "progress", "fraction": step.fraction, "message": step.message])
             }
             bar.finish()
+            // A search of some parts keeps what an earlier search found for the others.
+            if case .tuned(let earlier) = cache.entry(for: device.info, base: KernelConfig(for: device.info)) {
+                tuned = tuned.merging(earlier, searched: Set(tuner.parts.map(\.rawValue)))
+            }
             try cache.store(tuned, for: device.info)
             printTable(tuner.rows, tuned.choices, console)
             for row in tuner.rows {
@@ -96,10 +101,11 @@ struct Tune: ParsableCommand {
                                   "rule_ms": choice.ruleMilliseconds, "tuned_ms": choice.tunedMilliseconds])
             }
             for problem in tuner.rejected { console.say("Rejected: \(problem)") }
-            console.say(String(format: "Searched %d candidates in %.0f s; kept tiles for %d of %d shapes. Wrote %@",
-                               tuner.candidates, tuned.seconds, tuned.products.count, tuner.rows.count, file.path))
+            let kept = tuner.rows.filter { $0.tiles != "rule table" }.count
+            console.say(String(format: "Searched %d candidates in %.0f s; new tiles for %d of %d shapes. Wrote %@",
+                               tuner.candidates, tuned.seconds, kept, tuner.rows.count, file.path))
             try console.emit(["type": "tuned", "file": file.path, "seconds": tuned.seconds, "candidates": tuner.candidates,
-                              "rejected": tuner.rejected.count, "kept_products": tuned.products.count])
+                              "rejected": tuner.rejected.count, "kept_products": kept])
         } catch let error as ValidationError {
             throw error
         } catch let error as Failure {
@@ -118,10 +124,10 @@ struct Tune: ParsableCommand {
             console.say("Ignored: \(reason). Kiln uses its rule table until `kiln tune` replaces the file.")
             try console.emit(["type": "tuning", "status": "ignored", "reason": reason, "file": file.path])
         case .tuned(let tuned):
-            console.say("Tuned on \(tuned.date) in \(Int(tuned.seconds)) s (\(file.path)):")
+            console.say("Tuned on \(tuned.date) in \(String(format: "%.0f", tuned.seconds)) s (\(file.path)):")
             let rows = tuned.products.map {
                 Tuner.Row(name: $0.shape.description, shape: $0.shape, ruleGFLOPS: $0.ruleGFLOPS, tunedGFLOPS: $0.tunedGFLOPS,
-                          tiles: $0.config.summary(kind: DeviceKind(rawValue: tuned.kind) ?? .cpu))
+                          tiles: $0.keepsRuleTable ? "rule table" : $0.config.summary(kind: DeviceKind(rawValue: tuned.kind) ?? .cpu))
             }
             printTable(rows, tuned.choices, console)
             try console.emit(["type": "tuning", "status": "tuned", "file": file.path, "date": tuned.date,

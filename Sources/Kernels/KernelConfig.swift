@@ -157,6 +157,14 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
         return all
     }
 
+    /// Whether these tiles compile to the same program as `other` (they may differ in launch
+    /// shape and in how nt products run, which are not `-D` values).
+    public func buildsLike(_ other: MatmulConfig) -> Bool {
+        var a = self, b = other
+        (a.group, a.ntTransposesB, b.group, b.ntTransposesB) = ([], false, [], false)
+        return a == b
+    }
+
     /// Why these tiles cannot be built or launched on a device of `kind` with `localMemory` bytes
     /// of local memory and groups of at most `maxGroup` work-items, or nil when they can. Values
     /// read from a file pass through this before anything is compiled.
@@ -164,15 +172,16 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
         func within(_ name: String, _ value: Int, _ range: ClosedRange<Int>) -> String? {
             range.contains(value) ? nil : "\(name) \(value) is outside \(range.lowerBound)...\(range.upperBound)"
         }
-        let widths: Set<Int> = [2, 4, 8, 16]
+        // The vector types kernels.cl defines its activations for (float4, float8, float16).
+        let widths: Set<Int> = [4, 8, 16]
         let checks: [String?] = [
             within("tileRows", tileRows, 1...16), within("vectors", vectors, 1...4),
-            within("kBlock", kBlock, 0...65536), within("mainKBlock", mainKBlock, 0...65536),
+            within("kBlock", kBlock, 0...4096), within("mainKBlock", mainKBlock, 0...4096),
             within("swizzle", swizzle, 1...64), within("dotRows", dotRows, 1...8), within("dotCols", dotCols, 1...8),
-            within("dotKBlock", dotKBlock, 0...1 << 20), within("smallRows", smallRows, 1...16),
+            within("dotKBlock", dotKBlock, 0...4096), within("smallRows", smallRows, 1...16),
             within("gpuWork", gpuWork, 1...8), within("gpuK", gpuK, 1...64),
-            widths.contains(dotWidth) && dotWidth >= 4 ? nil : "dotWidth \(dotWidth) is not 4, 8 or 16",
-            widths.contains(smallWidth) ? nil : "smallWidth \(smallWidth) is not 2, 4, 8 or 16",
+            widths.contains(dotWidth) ? nil : "dotWidth \(dotWidth) is not 4, 8 or 16",
+            widths.contains(smallWidth) ? nil : "smallWidth \(smallWidth) is not 4, 8 or 16",
             vectorWidth.map { [4, 8, 16].contains($0) || (kind == .gpu && $0 == 1) } == false
                 ? "vectorWidth \(vectorWidth ?? 0) is not 4, 8 or 16" : nil,
             group.count == 2 && group.allSatisfy({ (1...64).contains($0) }) && group[0] * group[1] <= maxGroup

@@ -59,7 +59,9 @@ public final class KernelLibrary: @unchecked Sendable {
     }
 
     private let productsLock = NSLock()
-    private var productsPrograms: [String: Program] = [:]
+    private struct ProductsKey: Hashable { var tiles: MatmulConfig, variant: String }
+    private var productsPrograms: [ProductsKey: Program] = [:]
+    private var productsFailures: [ProductsKey: String] = [:]
 
     /// The products-only program (`KILN_ONLY_MATMUL`) of one transpose `variant` (`nn`, `nt`, `tn`
     /// or `tt`) built for `tiles`: the library's options with the tiles' `-D` values (and their
@@ -69,14 +71,22 @@ public final class KernelLibrary: @unchecked Sendable {
         guard let code = ["nn": 1, "nt": 2, "tn": 3, "tt": 4][variant] else {
             throw ShapeError("matmul: no variant \"\(variant)\"; the variants are nn, nt, tn and tt.")
         }
-        var options = config
-        options.matmul = tiles
-        let text = options.buildOptions(productsOnly: true) + " -DKILN_MM_VARIANT=\(code)"
+        let key = ProductsKey(tiles: tiles, variant: variant)
         return try productsLock.withLock {
-            if let program = productsPrograms[text] { return program }
-            let program = try device.program(source: kernelSource, options: text)
-            productsPrograms[text] = program
-            return program
+            if let program = productsPrograms[key] { return program }
+            // A build that failed once is not tried again in this process.
+            if let failure = productsFailures[key] { throw ShapeError(failure) }
+            var options = config
+            options.matmul = tiles
+            let text = options.buildOptions(productsOnly: true) + " -DKILN_MM_VARIANT=\(code)"
+            do {
+                let program = try device.program(source: kernelSource, options: text)
+                productsPrograms[key] = program
+                return program
+            } catch {
+                productsFailures[key] = "matmul: the \(variant) products for \(tiles.summary(kind: config.kind)) do not build here: \(error)"
+                throw error
+            }
         }
     }
 
@@ -105,8 +115,12 @@ public final class KernelLibrary: @unchecked Sendable {
     }
 
     func launch(_ name: KernelName, global: [Int], local: [Int], arguments: [any KernelArgument],
-                in program: Program? = nil) throws {
+                in program: Program? = nil, exact: Bool = false) throws {
         let kernel = try (program ?? self.program).kernel(name.rawValue)
+        // A kernel compiled for its group shape (reqd_work_group_size) cannot take a smaller one.
+        if exact, local.reduce(1, *) > kernel.maxWorkGroupSize {
+            throw ShapeError("\(name.rawValue): a work-group of \(local) is above this device's \(kernel.maxWorkGroupSize) for it; choose smaller GPU tiles (kiln tune --reset).")
+        }
         // Shrink the group until it fits this kernel's limit on this device.
         var local = local
         while local.reduce(1, *) > kernel.maxWorkGroupSize, let i = local.indices.max(by: { local[$0] < local[$1] }),

@@ -92,7 +92,11 @@ extension KernelLibrary {
         // table's (in the library's own program). Summed batches always run the library's own.
         let shape = MatmulShape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                                 summed: batch.sums ? batch.count : 1)
-        let chosen = batch.sums ? nil : tiles ?? tuned?.tiles(for: shape)
+        if let tiles, let problem = tiles.problem(for: config.kind, localMemory: Int(min(device.info.localMemory, UInt64(Int32.max))),
+                                                  maxGroup: max(1, device.info.maxWorkGroupSize)) {
+            throw ShapeError("matmul: the tiles asked for cannot run here: \(problem).")
+        }
+        var chosen = batch.sums ? nil : tiles ?? tuned?.tiles(for: shape)
         if let chosen = chosen ?? (batch.sums ? nil : config.matmul), chosen.ntTransposesB, shape.variant == "nt",
            ldb == k, !isGPU {
             // Bᵀ once (per product when each has its own B), then the outer-product kernel.
@@ -110,14 +114,23 @@ extension KernelLibrary {
                 return
             }
         }
-        // Tiles whose `-D` values are the library's run in the library's program.
-        let program = try chosen.flatMap {
-            $0.defines == config.matmul.defines ? nil : try productsProgram(for: $0, variant: shape.variant)
+        // Tiles that build like the library's run in its program; others in a products program.
+        // Tuned tiles whose program does not build here fall back to the rule table's; tiles
+        // asked for explicitly throw.
+        var program: Program?
+        if let wanted = chosen, !wanted.buildsLike(config.matmul) {
+            if tiles != nil {
+                program = try productsProgram(for: wanted, variant: shape.variant)
+            } else if let built = try? productsProgram(for: wanted, variant: shape.variant) {
+                program = built
+            } else {
+                chosen = nil
+            }
         }
         let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
                                                    batch: batch.sums ? 1 : batch.count, summed: batch.sums,
                                                    tiles: chosen ?? config.matmul)
-        try launch(kernel, global: global, local: local, arguments: arguments, in: program)
+        try launch(kernel, global: global, local: local, arguments: arguments, in: program, exact: isGPU)
     }
 
     /// The tiles `matmul` uses for `shape` when none are given: the tuned ones, else the rule table's.

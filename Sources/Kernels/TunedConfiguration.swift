@@ -37,8 +37,12 @@ public struct MatmulShape: Codable, Sendable, Hashable, CustomStringConvertible 
 public struct TunedProduct: Codable, Sendable, Equatable {
     public var shape: MatmulShape
     public var config: MatmulConfig
-    /// GFLOP/s of the rule table's tiles and of `config` (device-side medians).
+    /// GFLOP/s of the rule table's tiles and of `config` (device-side medians; equal where the
+    /// rule table's tiles were kept).
     public var ruleGFLOPS: Double, tunedGFLOPS: Double
+
+    /// Whether the rule table's tiles were kept for this shape.
+    public var keepsRuleTable: Bool { ruleGFLOPS == tunedGFLOPS }
 
     public init(shape: MatmulShape, config: MatmulConfig, ruleGFLOPS: Double, tunedGFLOPS: Double) {
         self.shape = shape; self.config = config; self.ruleGFLOPS = ruleGFLOPS; self.tunedGFLOPS = tunedGFLOPS
@@ -76,7 +80,8 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
     public var date: String
     /// Seconds the search took.
     public var seconds: Double
-    /// The tiles kept per measured shape (only shapes where they beat the rule table).
+    /// The tiles kept for each measured shape: new ones where they beat the rule table, the rule
+    /// table's own where it won (so that the nearest measured shape decides).
     public var products: [TunedProduct]
     /// Launch parameters of the library's program (nil: the rule table's).
     public var rowsGroup: Int?, columnsGroup: Int?, chunksGroup: Int?, batchNormGroup: Int?
@@ -105,6 +110,23 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
         return best?.1
     }
 
+    /// This configuration with `earlier`'s results for the parts not in `searched` (`matmul`: the
+    /// products; `conv`: the staging; `groups`: the group sizes), and the choices of both.
+    public func merging(_ earlier: TunedConfiguration, searched: Set<String>) -> TunedConfiguration {
+        var merged = self
+        if !searched.contains("matmul") { merged.products = earlier.products }
+        if !searched.contains("conv") { merged.stagesConvolutionColumns = earlier.stagesConvolutionColumns }
+        if !searched.contains("groups") {
+            (merged.rowsGroup, merged.columnsGroup) = (earlier.rowsGroup, earlier.columnsGroup)
+            (merged.chunksGroup, merged.batchNormGroup) = (earlier.chunksGroup, earlier.batchNormGroup)
+        }
+        let names = Set(choices.map(\.name))
+        merged.choices = earlier.choices.filter { choice in
+            !names.contains(choice.name) && !searched.contains { choice.name.hasPrefix($0 == "groups" ? "group" : $0) }
+        } + choices
+        return merged
+    }
+
     /// `base` (the rule table) with this configuration's launch parameters.
     public func applied(to base: KernelConfig) -> KernelConfig {
         var config = base
@@ -128,6 +150,10 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
         }
         guard kind == base.kind.rawValue else { return "it tuned the \(kind) path, but this device runs \(base.kind.rawValue)" }
         guard products.count <= 256, choices.count <= 256 else { return "it lists more entries than a tuner writes" }
+        guard seconds.isFinite, (0...1e6).contains(seconds) else { return "it took an impossible \(seconds) s" }
+        for choice in choices where ![choice.ruleMilliseconds, choice.tunedMilliseconds].allSatisfy({ $0.isFinite && $0 >= 0 }) {
+            return "choice \(choice.name) has impossible times"
+        }
         let local = Int(min(info.localMemory, UInt64(Int32.max))), group = max(1, info.maxWorkGroupSize)
         for product in products {
             let s = product.shape
@@ -135,6 +161,9 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
             else { return "it holds an impossible shape \(s)" }
             if let problem = product.config.problem(for: base.kind, localMemory: local, maxGroup: group) {
                 return "tiles for \(s): \(problem)"
+            }
+            guard product.ruleGFLOPS.isFinite, product.tunedGFLOPS.isFinite, product.ruleGFLOPS >= 0, product.tunedGFLOPS >= 0 else {
+                return "impossible figures for \(s)"
             }
         }
         return applied(to: base).launchProblem(maxGroup: group).map { "launch parameters: \($0)" }
@@ -183,9 +212,18 @@ public struct TuningCache: Sendable {
     public func entry(for info: DeviceInfo, base: KernelConfig) -> Entry {
         let url = url(for: info)
         guard FileManager.default.fileExists(atPath: url.path) else { return .none }
-        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? nil
-        guard let size, size <= 4 << 20 else { return .ignored("\(url.path) is larger than a tuner writes") }
-        guard let data = try? Data(contentsOf: url) else { return .ignored("\(url.path) cannot be read") }
+        // A regular file (after links) of at most 4 MiB, read with that limit: not a device, a FIFO
+        // or a link to one.
+        let target = url.resolvingSymlinksInPath().path
+        let attributes = try? FileManager.default.attributesOfItem(atPath: target)
+        guard attributes?[.type] as? FileAttributeType == .typeRegular else {
+            return .ignored("\(url.path) is not a regular file")
+        }
+        let limit = 4 << 20
+        guard let handle = FileHandle(forReadingAtPath: target) else { return .ignored("\(url.path) cannot be read") }
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: limit + 1) ?? Data() else { return .ignored("\(url.path) cannot be read") }
+        guard data.count <= limit else { return .ignored("\(url.path) is larger than a tuner writes") }
         let tuned: TunedConfiguration
         do {
             tuned = try JSONDecoder().decode(TunedConfiguration.self, from: data)

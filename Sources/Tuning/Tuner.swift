@@ -178,7 +178,8 @@ public final class Tuner {
             ruleFigures[i] = ruleTimes.sorted()[1]
             best[i].ms = tunedTimes.sorted()[1]
         }
-        // Keep a shape's tiles where they beat the rule table by more than the noise (3%).
+        // Keep a shape's tiles where they beat the rule table by more than the noise (3%); record the
+        // rule table's where it won, so that a nearby shape is not given another shape's tiles.
         var kept: [TunedProduct] = []
         candidates = number
         for (i, shape) in shapes.enumerated() {
@@ -188,10 +189,8 @@ public final class Tuner {
             rows.append(Row(name: shape.name, shape: shape.shape, ruleGFLOPS: shape.flops / (rule * 1e6),
                             tunedGFLOPS: shape.flops / (tunedMs * 1e6),
                             tiles: keep ? best[i].config.summary(kind: rules.config.kind) : "rule table"))
-            if keep {
-                kept.append(TunedProduct(shape: shape.shape, config: best[i].config,
-                                         ruleGFLOPS: shape.flops / (rule * 1e6), tunedGFLOPS: shape.flops / (tunedMs * 1e6)))
-            }
+            kept.append(TunedProduct(shape: shape.shape, config: keep ? best[i].config : base,
+                                     ruleGFLOPS: shape.flops / (rule * 1e6), tunedGFLOPS: shape.flops / (tunedMs * 1e6)))
         }
         return kept
     }

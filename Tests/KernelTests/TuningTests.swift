@@ -32,28 +32,34 @@ private var otherTiles: MatmulConfig {
 
 @Suite("Tuning", .serialized)
 struct TuningTests {
-    @Test("the candidate check accepts the reference and catches one wrong element, a NaN and a missing row")
+    @Test("the candidate check accepts the reference and catches one wrong element, a NaN, a touched pad and a missing row")
     func checkCatchesWrongProducts() throws {
-        let c = TuningCheck.Case(m: 5, n: 7, k: 9, ta: true, tb: false, count: 2, epilogue: true)
-        let a = randomFloats(2 * 5 * 9, seed: 1), b = randomFloats(2 * 9 * 7, seed: 2), bias = randomFloats(7, seed: 3)
-        var product = [Float](repeating: 0, count: 2 * 5 * 7)
+        let c = TuningCheck.Case(m: 5, n: 7, k: 9, ta: true, tb: false, count: 2, epilogue: true, accumulate: true,
+                                 padA: 2, padC: 3)
+        let (lda, ldc) = (5 + 2, 7 + 3)
+        let a = randomFloats(2 * 9 * lda, seed: 1), b = randomFloats(2 * 9 * 7, seed: 2), bias = randomFloats(7, seed: 3)
+        let old = randomFloats(2 * 5 * ldc, seed: 4)
+        var product = old
         for p in 0..<2 {
             for i in 0..<5 {
                 for j in 0..<7 {
                     var sum = Double(bias[j])
-                    for q in 0..<9 { sum += Double(a[p * 45 + q * 5 + i]) * Double(b[p * 63 + q * 7 + j]) }
-                    product[p * 35 + i * 7 + j] = Float(max(sum, 0))
+                    for q in 0..<9 { sum += Double(a[p * 9 * lda + q * lda + i]) * Double(b[p * 63 + q * 7 + j]) }
+                    product[p * 5 * ldc + i * ldc + j] = Float(Double(old[p * 5 * ldc + i * ldc + j]) + max(sum, 0))
                 }
             }
         }
-        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: product) == nil)
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: product) == nil)
         var wrong = product
-        wrong[40] += 0.01
-        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: wrong)?.contains("C[0, 5]") == true)
+        wrong[ldc + 5] += 0.01
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: wrong)?.contains("C[1, 5]") == true)
         wrong = product
         wrong[3] = .nan
-        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: wrong) != nil)
-        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, got: Array(product.dropLast(7))) != nil)
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: wrong) != nil)
+        wrong = product
+        wrong[8] = 0  // the padding past column 7 of row 0
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: wrong)?.contains("C[0, 8]") == true)
+        #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: Array(product.dropLast(7))) != nil)
     }
 
     @Test("tiles unlike the rule table's, nt through a transpose, and other GPU tiles all pass the check in every transpose")
@@ -141,6 +147,11 @@ struct TuningTests {
             ("a group of 3", try variant { $0.rowsGroup = 3 }, "rowsGroup"),
             ("a group of 2^40", try variant { $0.batchNormGroup = 1 << 40 }, "batchNormGroup"),
             ("300 entries", try encoder.encode(tooMany), "more entries"),
+            ("float2 small tiles", try variant { $0.products[0].config.smallWidth = 2 }, "smallWidth"),
+            ("a K block past 4096", try variant { $0.products[0].config.mainKBlock = 1 << 20 }, "mainKBlock"),
+            ("a GPU group of 64 x 65", try variant { $0.products[0].config.gpuGroup = [64, 65] }, "gpuGroup"),
+            ("1e300 seconds", try json { $0["seconds"] = 1e300 }, "impossible"),
+            ("negative GFLOP/s", try variant { $0.products[0].tunedGFLOPS = -1 }, "impossible"),
             ("5 MiB", Data(repeating: 0x20, count: 5 << 20), "larger than"),
         ]
         let url = cache.url(for: device.info)
@@ -156,6 +167,13 @@ struct TuningTests {
             #expect(library.tuned == nil && library.tuningIgnored == message, "\(what)")
             #expect(library.config == base, "\(what)")
         }
+        // Not a regular file: a link to /dev/zero (endless) and a FIFO (would block) are not read.
+        try FileManager.default.removeItem(at: url)
+        try FileManager.default.createSymbolicLink(atPath: url.path, withDestinationPath: "/dev/zero")
+        #expect(cache.entry(for: device.info, base: base) == .ignored("\(url.path) is not a regular file"))
+        try FileManager.default.removeItem(at: url)
+        #expect(mkfifo(url.path, 0o600) == 0)
+        #expect(cache.entry(for: device.info, base: base) == .ignored("\(url.path) is not a regular file"))
         try cache.remove(for: device.info)
         #expect(cache.entry(for: device.info, base: base) == .none)
     }
@@ -175,13 +193,31 @@ struct TuningTests {
         var steps: [Tuner.Progress] = []
         let tuned = try tuner.run { steps.append($0) }
         #expect(checked == 2 && tuner.rejected.count == 2 && tuner.candidates == 2)
-        #expect(tuned.products.isEmpty, "a rejected candidate was kept")
+        let rules = KernelConfig(for: device.info).matmul
+        #expect(tuned.products.count == 1 && tuned.products.allSatisfy { $0.keepsRuleTable && $0.config == rules },
+                "a rejected candidate was kept")
         #expect(tuner.rows.count == 1 && tuner.rows[0].tiles == "rule table")
         #expect(steps.last?.fraction == 1 && steps.contains { $0.message.contains("rule table") })
         #expect(tuned.choices.contains { $0.name.contains("rows") } || KernelConfig(for: device.info).isGPU)
         try cache.store(tuned, for: device.info)
         #expect(cache.entry(for: device.info, base: KernelConfig(for: device.info)) == .tuned(tuned))
         #expect(try KernelLibrary(device: device, tuningCache: cache).tuned == tuned)
+    }
+
+    @Test("a search of some parts keeps what an earlier search stored for the others")
+    func mergingKeepsOtherParts() throws {
+        let device = try TestDevice.get()
+        var earlier = sample(device, tiles: otherTiles)
+        earlier.stagesConvolutionColumns = false
+        earlier.choices = [TunedChoice(name: "group: rows", rule: "64", chosen: "32", ruleMilliseconds: 2, tunedMilliseconds: 1),
+                           TunedChoice(name: "conv: CNN", rule: "staged", chosen: "im2col", ruleMilliseconds: 9, tunedMilliseconds: 8)]
+        var groupsOnly = TunedConfiguration(for: device.info, kind: KernelConfig(for: device.info).kind)
+        groupsOnly.batchNormGroup = 4
+        groupsOnly.choices = [TunedChoice(name: "group: batch norm", rule: "16", chosen: "4", ruleMilliseconds: 3, tunedMilliseconds: 2)]
+        let merged = groupsOnly.merging(earlier, searched: ["groups"])
+        #expect(merged.products == earlier.products && merged.stagesConvolutionColumns == false)
+        #expect(merged.batchNormGroup == 4 && merged.rowsGroup == nil)
+        #expect(merged.choices.map(\.name) == ["conv: CNN", "group: batch norm"])
     }
 
     @Test("the tuning cache follows the environment: KILN_TUNING=0 turns it off, KILN_TUNING_DIR and XDG_CACHE_HOME place it")

@@ -166,7 +166,7 @@ struct BenchFailure: Error, CustomStringConvertible { let description: String }
 /// Which configuration the figures use: `kiln tune`'s result for the device, or the rule table (and why).
 func tuningLine(_ kernels: KernelLibrary) -> String {
     if let tuned = kernels.tuned {
-        return "Tuning: kiln tune of \(tuned.date) (\(tuned.products.count) shapes with their own tiles; \"tuned\" below)"
+        return "Tuning: kiln tune of \(tuned.date) (\(tuned.products.filter { !$0.keepsRuleTable }.count) shapes with their own tiles; \"tuned\" below)"
     }
     if let reason = kernels.tuningIgnored { return "Tuning: ignored (\(reason)); the rule table" }
     return "Tuning: none stored for this device; the rule table (run `kiln tune`)"
