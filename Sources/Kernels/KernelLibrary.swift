@@ -59,6 +59,30 @@ public final class KernelLibrary: @unchecked Sendable {
     }
 
     private let productsLock = NSLock()
+    private var validTiles: Set<MatmulConfig> = []
+    private var tunedLookups: [MatmulShape: MatmulConfig?] = [:]
+
+    /// Throws when `tiles` cannot run on this device (checked once per tiles).
+    func validate(_ tiles: MatmulConfig) throws {
+        if productsLock.withLock({ validTiles.contains(tiles) }) { return }
+        if let problem = tiles.problem(for: config.kind, localMemory: Int(min(device.info.localMemory, UInt64(Int32.max))),
+                                       maxGroup: max(1, device.info.maxWorkGroupSize)) {
+            throw ShapeError("matmul: the tiles asked for cannot run here: \(problem).")
+        }
+        productsLock.withLock { _ = validTiles.insert(tiles) }
+    }
+
+    /// The tuned tiles for `shape` (nil: the rule table's), looked up once per shape.
+    func tunedTiles(for shape: MatmulShape) -> MatmulConfig? {
+        guard let tuned else { return nil }
+        return productsLock.withLock {
+            if let known = tunedLookups[shape] { return known }
+            let found = tuned.tiles(for: shape)
+            if tunedLookups.count < 4096 { tunedLookups[shape] = found }
+            return found
+        }
+    }
+
     private struct ProductsKey: Hashable { var tiles: MatmulConfig, variant: String }
     private var productsPrograms: [ProductsKey: Program] = [:]
     private var productsFailures: [ProductsKey: String] = [:]

@@ -92,11 +92,8 @@ extension KernelLibrary {
         // table's (in the library's own program). Summed batches always run the library's own.
         let shape = MatmulShape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                                 summed: batch.sums ? batch.count : 1)
-        if let tiles, let problem = tiles.problem(for: config.kind, localMemory: Int(min(device.info.localMemory, UInt64(Int32.max))),
-                                                  maxGroup: max(1, device.info.maxWorkGroupSize)) {
-            throw ShapeError("matmul: the tiles asked for cannot run here: \(problem).")
-        }
-        var chosen = batch.sums ? nil : tiles ?? tuned?.tiles(for: shape)
+        if let tiles { try validate(tiles) }
+        var chosen = batch.sums ? nil : tiles ?? tunedTiles(for: shape)
         if let chosen = chosen ?? (batch.sums ? nil : config.matmul), chosen.ntTransposesB, shape.variant == "nt",
            ldb == k, !isGPU {
             // Bᵀ once (per product when each has its own B), then the outer-product kernel.
@@ -113,6 +110,27 @@ extension KernelLibrary {
                            batch: nn, tiles: nnTiles)
                 return
             }
+        }
+        // Rows a multiple of 512 floats apart share cache sets: a large single product copies
+        // such an operand to rows 16 floats wider first (a copy of O(size) against O(size^1.5) work).
+        if let wanted = chosen ?? (batch.sums ? nil : config.matmul), wanted.padsWideRows, !isGPU, batch.count == 1,
+           Double(m) * Double(n) * Double(k) >= Double(1 << 26), lda % 512 == 0 || ldb % 512 == 0 {
+            func padded(_ x: Buffer<Float>, rows: Int, cols: Int, ld: Int) throws -> (Buffer<Float>, Int) {
+                guard ld % 512 == 0 else { return (x, ld) }
+                let wider = ld + 16
+                let copy = try device.buffer(Float.self, count: rows * wider)
+                try self.copy(shape: [rows, cols], from: StridedBuffer(x, strides: [ld, 1]),
+                              to: StridedBuffer(copy, strides: [wider, 1]))
+                return (copy, wider)
+            }
+            let (pa, newLda) = try padded(a, rows: aRows, cols: aCols, ld: lda)
+            let (pb, newLdb) = try padded(b, rows: bRows, cols: bCols, ld: ldb)
+            var unpadded = wanted
+            unpadded.padsWideRows = false
+            try matmul(pa, pb, into: c, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
+                       accumulate: accumulate, bias: bias, biasPerRow: biasPerRow, activation: activation,
+                       lda: newLda, ldb: newLdb, ldc: ldc, tiles: unpadded)
+            return
         }
         // Tiles that build like the library's run in its program; others in a products program.
         // Tuned tiles whose program does not build here fall back to the rule table's; tiles

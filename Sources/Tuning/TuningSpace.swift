@@ -61,6 +61,7 @@ public enum TuningSpace {
         }
         if variant == "nt" { add { $0.ntTransposesB = true } }
         if variant != "nt" { for block in [256, 512, 128] { add { $0.mainKBlock = block } } }
+        add { $0.padsWideRows.toggle() }
         for group in [[2, 8], [8, 2], [1, 16], [2, 4]] { add { $0.group = group } }
         if variant == "nt" {
             for (width, rows, cols) in [(16, 3, 4), (16, 2, 4), (8, 4, 4), (16, 4, 2), (16, 2, 8), (8, 2, 4)] {

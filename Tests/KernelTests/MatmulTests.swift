@@ -232,6 +232,28 @@ struct MatmulTests {
         }
     }
 
+    @Test("a large product with rows 512 floats apart, copied to wider rows first, gives the same result as without")
+    func paddedRows() throws {
+        let kernels = try TestDevice.kernels()
+        let device = kernels.device
+        let (m, n, k) = (512, 256, 512)   // 2^26 multiply-adds, A's rows 512 floats apart
+        let a = randomFloats(m * k, seed: 41), b = randomFloats(k * n, seed: 42)
+        let bias = randomFloats(n, seed: 43)
+        var tiles = kernels.tiles(for: MatmulShape(transposeA: false, transposeB: false, m: m, n: n, k: k))
+        var results: [[Float]] = []
+        for pads in [true, false] {
+            tiles.padsWideRows = pads
+            let c = try device.buffer(Float.self, count: m * n)
+            try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, bias: device.buffer(bias),
+                               activation: .relu, tiles: tiles)
+            results.append(try c.toArray())
+        }
+        // The copy changes no arithmetic: the same bits, and the reference.
+        #expect(results[0] == results[1])
+        let reference = referenceMatmul(a, b, m: m, n: n, k: k, ta: false, tb: false, bias: bias, activation: .relu, previous: nil)
+        expectClose(results[0], reference, rtol: 1e-4, atol: 1e-4)
+    }
+
     @Test("shape errors throw before enqueueing")
     func shapeErrors() throws {
         let kernels = try TestDevice.kernels()
