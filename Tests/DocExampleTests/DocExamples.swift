@@ -76,7 +76,7 @@ private func example2() throws {
     _ = (net, images, ())
 }
 
-// Sources/Kiln/Kiln.docc/BenchmarksAndProfiling.md:31
+// Sources/Kiln/Kiln.docc/BenchmarksAndProfiling.md:35
 private func example3() throws {
 
     let device = try Device.select("cpu", profiling: true)
