@@ -2359,6 +2359,10 @@ __kernel void linear_act_backward(const int rows, const int cols, const int act,
     }
 }
 
+#endif  // !KILN_ONLY_MATMUL
+// A products program with KILN_WITH_CONV also holds the convolutions (their staged kernels run
+// the matmul tiles on columns in local memory): the tuner's convolution candidates.
+#if !defined(KILN_ONLY_MATMUL) || defined(KILN_WITH_CONV)
 // =============================================================================================
 // Convolution (im2col, col2im) and pooling over NCHW
 // =============================================================================================
@@ -2605,6 +2609,8 @@ __kernel void conv_weight_grad_staged(const int8 g, const int8 s, const int O, c
     }
 }
 #endif  // !KILN_GPU
+#endif  // the convolution products
+#ifndef KILN_ONLY_MATMUL  // pooling, augmentation
 
 // Max pooling: y [N, C, OH, OW] = the largest input in each window (padding counts as -inf, so
 // it never wins; NaN does, as in PyTorch), and idx the index h * W + w of the first maximum in its

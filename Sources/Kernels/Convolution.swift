@@ -39,14 +39,18 @@ extension KernelLibrary {
     /// `columns` buffer [N, C·KH·KW, OH·OW] and `convolutionWeightGradient` reads it back.
     public func convolutionStagesColumns(_ window: WindowGeometry, outChannels o: Int) -> Bool {
         // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
-        staging(window, outChannels: o) != nil && weightGradientRunsAsOuterProducts(outChannels: o, patchSize: window.patchSize)
+        staging(window, outChannels: o) != nil
     }
 
-    /// The staged launch shapes, or nil when the columns go through global memory.
+    /// The staged launch shapes and the program and tiles they run with, or nil when the columns
+    /// go through global memory.
     private func staging(_ window: WindowGeometry, outChannels o: Int) -> ConvolutionStaging? {
         guard !isGPU, config.stagesConvolutionColumns, o >= 1 else { return nil }
         let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
-        let tiles = config.matmul
+        let (program, tiles) = convolutionProgram()
+        let vec = tiles.vectorWidth ?? self.vec
+        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
+        guard outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
         let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
         func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
         let forward = grid(o, p)
@@ -70,7 +74,7 @@ extension KernelLibrary {
         let groups = min(n, max(2, 4 * device.info.computeUnits))
         let perGroup = (n + groups - 1) / groups
         let chunk = max(1, min(perGroup, (budget - slack) / perSample))
-        return ConvolutionStaging(forward: forward, weight: weight,
+        return ConvolutionStaging(program: program, forward: forward, weight: weight,
                                   forwardLocal: [4 * (plane + slack), 4 * ckk * pp],
                                   weightLocal: [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o],
                                   perGroup: perGroup, groups: (n + perGroup - 1) / perGroup, chunk: chunk)
@@ -100,7 +104,8 @@ extension KernelLibrary {
         let flags = (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4
         try launch(.convForwardStaged, global: plan.forward + [n], local: plan.forward + [1],
                    arguments: window.arguments + [Int32(o), Int32(flags), activation?.parameter ?? 0, x, weight,
-                                                  bias ?? weight, y] + plan.forwardLocal.map(LocalMemory.init(bytes:)))
+                                                  bias ?? weight, y] + plan.forwardLocal.map(LocalMemory.init(bytes:)),
+                   in: plan.program)
     }
 
     /// Launches a convolution's weight gradient: `dw` [O, C·KH·KW] = Σₙ `dy[n]` [O, OH·OW] ·
@@ -123,7 +128,8 @@ extension KernelLibrary {
             let partial = plan.groups == 1 ? dw : try device.buffer(Float.self, count: plan.groups * o * ckk)
             try launch(.convWeightGradStaged, global: plan.weight + [plan.groups], local: plan.weight + [1],
                        arguments: window.arguments + [Int32(o), Int32(plan.perGroup), Int32(plan.chunk), x, dy, partial]
-                           + plan.weightLocal.map(LocalMemory.init(bytes:)))
+                           + plan.weightLocal.map(LocalMemory.init(bytes:)),
+                       in: plan.program)
             if plan.groups > 1 { try reduce(.sum, partial, rows: plan.groups, cols: o * ckk, axis: .eachColumn, into: dw) }
             return
         }
@@ -144,8 +150,11 @@ extension KernelLibrary {
     /// CPU device, and at least 16 full tiles of the [C·KH·KW, O] output (fewer leave cores idle,
     /// and the dot products of the nt kernel split the work more finely).
     public func weightGradientRunsAsOuterProducts(outChannels o: Int, patchSize ckk: Int) -> Bool {
-        guard !isGPU else { return false }
-        let tiles = config.matmul
+        !isGPU && outerProductTiles(outChannels: o, patchSize: ckk, tiles: config.matmul, vec: vec)
+    }
+
+    /// At least 16 full tiles of `tiles` (vectors `vec` wide) in the [C·KH·KW, O] output.
+    private func outerProductTiles(outChannels o: Int, patchSize ckk: Int, tiles: MatmulConfig, vec: Int) -> Bool {
         let (columnTiles, rowTiles) = (o / (tiles.vectors * vec), ckk / tiles.tileRows)
         return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
     }
@@ -194,6 +203,7 @@ extension KernelLibrary {
 /// Launch shapes of the staged convolution kernels: each product's tile grid (one work-group), the
 /// bytes of each `__local` argument, and the weight gradient's groups of samples.
 private struct ConvolutionStaging {
+    var program: Program
     var forward: [Int], weight: [Int]
     var forwardLocal: [Int], weightLocal: [Int]
     var perGroup: Int, groups: Int, chunk: Int

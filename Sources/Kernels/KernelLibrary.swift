@@ -72,6 +72,20 @@ public final class KernelLibrary: @unchecked Sendable {
         productsLock.withLock { _ = validTiles.insert(tiles) }
     }
 
+    /// The tiles of the staged convolution kernels: the tuned ones, else the rule table's.
+    public var convolutionTiles: MatmulConfig { tuned?.convolutionTiles ?? config.matmul }
+
+    /// The program holding the staged convolutions for `convolutionTiles`: the library's own when
+    /// they build like the rule table's, else a products program (`conv`); a tuned one that does
+    /// not build here falls back to the library's (then `convolutionTiles` is not used).
+    func convolutionProgram() -> (Program, MatmulConfig) {
+        let tiles = convolutionTiles
+        guard !tiles.buildsLike(config.matmul), let program = try? productsProgram(for: tiles, variant: "conv") else {
+            return (self.program, config.matmul)
+        }
+        return (program, tiles)
+    }
+
     /// The tuned tiles for `shape` (nil: the rule table's), looked up once per shape.
     func tunedTiles(for shape: MatmulShape) -> MatmulConfig? {
         guard let tuned else { return nil }
@@ -90,10 +104,12 @@ public final class KernelLibrary: @unchecked Sendable {
     /// The products-only program (`KILN_ONLY_MATMUL`) of one transpose `variant` (`nn`, `nt`, `tn`
     /// or `tt`) built for `tiles`: the library's options with the tiles' `-D` values (and their
     /// `KILN_VEC`). It holds that variant's large and small kernels, not the summed-batch ones.
+    /// `conv` builds the convolution kernels instead (`KILN_WITH_CONV`: im2col, col2im and the
+    /// staged products).
     /// Built once per device and options (tiles that differ only in their launch shape share it).
     public func productsProgram(for tiles: MatmulConfig, variant: String) throws -> Program {
-        guard let code = ["nn": 1, "nt": 2, "tn": 3, "tt": 4][variant] else {
-            throw ShapeError("matmul: no variant \"\(variant)\"; the variants are nn, nt, tn and tt.")
+        guard let code = ["nn": 1, "nt": 2, "tn": 3, "tt": 4, "conv": 9][variant] else {
+            throw ShapeError("matmul: no variant \"\(variant)\"; the variants are nn, nt, tn, tt and conv.")
         }
         let key = ProductsKey(tiles: tiles, variant: variant)
         return try productsLock.withLock {
@@ -103,6 +119,7 @@ public final class KernelLibrary: @unchecked Sendable {
             var options = config
             options.matmul = tiles
             let text = options.buildOptions(productsOnly: true) + " -DKILN_MM_VARIANT=\(code)"
+                + (code == 9 ? " -DKILN_WITH_CONV=1" : "")
             do {
                 let program = try device.program(source: kernelSource, options: text)
                 productsPrograms[key] = program

@@ -86,6 +86,8 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
     /// Launch parameters of the library's program (nil: the rule table's).
     public var rowsGroup: Int?, columnsGroup: Int?, chunksGroup: Int?, batchNormGroup: Int?
     public var stagesConvolutionColumns: Bool?
+    /// Tiles of the staged convolution kernels (nil: the rule table's).
+    public var convolutionTiles: MatmulConfig?
     /// The non-tile choices, for the before/after table.
     public var choices: [TunedChoice]
 
@@ -115,7 +117,9 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
     public func merging(_ earlier: TunedConfiguration, searched: Set<String>) -> TunedConfiguration {
         var merged = self
         if !searched.contains("matmul") { merged.products = earlier.products }
-        if !searched.contains("conv") { merged.stagesConvolutionColumns = earlier.stagesConvolutionColumns }
+        if !searched.contains("conv") {
+            (merged.stagesConvolutionColumns, merged.convolutionTiles) = (earlier.stagesConvolutionColumns, earlier.convolutionTiles)
+        }
         if !searched.contains("groups") {
             (merged.rowsGroup, merged.columnsGroup) = (earlier.rowsGroup, earlier.columnsGroup)
             (merged.chunksGroup, merged.batchNormGroup) = (earlier.chunksGroup, earlier.batchNormGroup)
@@ -165,6 +169,10 @@ public struct TunedConfiguration: Codable, Sendable, Equatable {
             guard product.ruleGFLOPS.isFinite, product.tunedGFLOPS.isFinite, product.ruleGFLOPS >= 0, product.tunedGFLOPS >= 0 else {
                 return "impossible figures for \(s)"
             }
+        }
+        if let tiles = convolutionTiles {
+            guard base.kind == .cpu else { return "convolution tiles for a GPU, whose convolutions are not staged" }
+            if let problem = tiles.problem(for: .cpu, localMemory: local, maxGroup: group) { return "convolution tiles: \(problem)" }
         }
         return applied(to: base).launchProblem(maxGroup: group).map { "launch parameters: \($0)" }
     }

@@ -81,14 +81,20 @@ public final class Tuner {
     /// A candidate's figures: milliseconds per shape (nil where it was not timed).
     private typealias Figures = [Double?]
 
-    /// The seconds the tile search may use: all of the budget, less what the quicker parts after
-    /// it need (a fifth, at most 40 s).
-    private var tileBudget: Double {
-        parts.count > 1 ? budget - min(40, budget / 5) : budget
+    /// The second of the budget by which a part must stop: the products' tiles take 60% when the
+    /// convolutions follow (85% when only the group sizes do), the convolutions until 85%, the
+    /// group sizes (quick: no builds) the rest.
+    private func deadline(_ part: Part) -> Double {
+        let conv = parts.contains(.conv) && !rules.config.isGPU, groups = parts.contains(.groups) && !rules.config.isGPU
+        switch part {
+        case .matmul: return budget * (conv ? 0.6 : groups ? 0.85 : 1)
+        case .conv: return budget * (groups ? 0.85 : 1)
+        case .groups: return budget
+        }
     }
 
     private func searchTiles(_ report: (String) -> Void) throws -> [TunedProduct] {
-        let budget = tileBudget
+        let budget = deadline(.matmul)
         let base = rules.config.matmul
         let operands = try shapes.map { try TuningOperands($0, device: device) }
         report("measuring the rule table's tiles (\(base.summary(kind: rules.config.kind)))")
@@ -238,19 +244,17 @@ public final class Tuner {
     // MARK: Convolution staging
 
     private func searchStaging(_ tuned: inout TunedConfiguration, _ report: (String) -> Void) throws {
-        guard elapsed < budget else { return }
+        guard elapsed < deadline(.conv) else { return }
         report("convolutions: staged columns against im2col")
+        let layers = try ConvolutionOperands.cnn.map { try ConvolutionOperands($0, device: device) }
+        func time(_ library: KernelLibrary) throws -> Double {
+            try layers.reduce(0) { total, layer in total + (try milliseconds { try layer.step(library) }) }
+        }
         var times: [Bool: Double] = [:]
         for staged in [true, false] {
             var config = rules.config
             config.stagesConvolutionColumns = staged
-            let library = try KernelLibrary(device: device, config: config, tuned: tuned)
-            var total = 0.0
-            for layer in ConvolutionOperands.cnn {
-                let operands = try ConvolutionOperands(layer, device: device)
-                total += try milliseconds { try operands.step(library) }
-            }
-            times[staged] = total
+            times[staged] = try time(try KernelLibrary(device: device, config: config, tuned: tuned))
         }
         let rule = rules.config.stagesConvolutionColumns
         guard let ruleMs = times[rule], let otherMs = times[!rule] else { return }
@@ -260,6 +264,48 @@ public final class Tuner {
         tuned.choices.append(TunedChoice(name: "conv: CNN forward + gradients", rule: name(rule),
                                          chosen: name(chosen), ruleMilliseconds: ruleMs,
                                          tunedMilliseconds: times[chosen] ?? ruleMs))
+        guard chosen else { return }
+
+        // The staged kernels' tiles: each candidate checked against the im2col path of the rule
+        // table, then timed on the CNN's layers.
+        let base = rules.config.matmul
+        let check = try ConvolutionCheck(device: device)
+        var best = (ms: times[true] ?? .infinity, tiles: base)
+        for candidate in TuningSpace.tiles(for: rules.config, device: device.info) where elapsed < deadline(.conv) {
+            var trial = tuned
+            trial.convolutionTiles = candidate
+            let library = try KernelLibrary(device: device, config: rules.config, tuned: trial)
+            report("convolution tiles: \(candidate.summary(kind: .cpu))")
+            do {
+                _ = try library.productsProgram(for: candidate, variant: "conv")
+                if let mismatch = try check.mismatch(library, reference: rules) {
+                    rejected.append("convolution \(candidate.summary(kind: .cpu)): \(mismatch)")
+                    continue
+                }
+            } catch {
+                rejected.append("convolution \(candidate.summary(kind: .cpu)): \(error)")
+                continue
+            }
+            let ms = try time(library)
+            if ms < best.ms { best = (ms, candidate) }
+        }
+        guard best.tiles != base, let stagedMs = times[true] else { return }
+        // Confirm against the rule table's, alternating.
+        var ruleTimes = [stagedMs], tunedTimes = [best.ms]
+        var trial = tuned
+        trial.convolutionTiles = best.tiles
+        let tunedLibrary = try KernelLibrary(device: device, config: rules.config, tuned: trial)
+        let ruleLibrary = try KernelLibrary(device: device, config: rules.config, tuned: tuned)
+        for _ in 0..<2 {
+            ruleTimes.append(try time(ruleLibrary))
+            tunedTimes.append(try time(tunedLibrary))
+        }
+        let (ruleMedian, tunedMedian) = (ruleTimes.sorted()[1], tunedTimes.sorted()[1])
+        let keep = tunedMedian < 0.97 * ruleMedian
+        if keep { tuned.convolutionTiles = best.tiles }
+        tuned.choices.append(TunedChoice(name: "conv: staged tiles", rule: base.summary(kind: .cpu),
+                                         chosen: (keep ? best.tiles : base).summary(kind: .cpu),
+                                         ruleMilliseconds: ruleMedian, tunedMilliseconds: keep ? tunedMedian : ruleMedian))
     }
 
     // MARK: Work-group sizes

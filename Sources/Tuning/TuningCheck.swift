@@ -98,3 +98,49 @@ public enum TuningCheck {
         return nil
     }
 }
+
+/// The check of a convolution candidate: the forward pass, the weight gradient and the input
+/// gradient of a small batch at the shape of the CNN's second layer, against the same computed
+/// through im2col columns and the rule table's products (whose kernels the matmul tests check
+/// against float64).
+struct ConvolutionCheck {
+    let window: WindowGeometry
+    let o = 64
+    let x: Buffer<Float>, w: Buffer<Float>, bias: Buffer<Float>, dy: Buffer<Float>
+
+    init(device: Device) throws {
+        window = try WindowGeometry(samples: 3, channels: 32, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+        x = try device.buffer(TuningData.values(window.inputCount, seed: 31))
+        w = try device.buffer(TuningData.values(o * window.patchSize, seed: 32))
+        bias = try device.buffer(TuningData.values(o, seed: 33))
+        dy = try device.buffer(TuningData.values(window.samples * o * window.outputPlane, seed: 34))
+    }
+
+    /// The three results of `library` (staged when it stages this window).
+    private func results(_ library: KernelLibrary, staged: Bool) throws -> [[Float]] {
+        let device = library.device
+        let (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
+        let y = try device.buffer(Float.self, count: n * o * p), dw = try device.buffer(Float.self, count: o * ckk)
+        let dx = try device.buffer(Float.self, count: window.inputCount)
+        let columns = staged ? nil : try device.buffer(Float.self, count: n * ckk * p)
+        try library.convolutionForward(x, weight: w, bias: bias, window, outChannels: o, activation: .relu, columns: columns, into: y)
+        try library.convolutionWeightGradient(gradOutput: dy, input: x, columns: columns, window, outChannels: o, into: dw)
+        try library.convolutionInputGradient(gradOutput: dy, weight: w, window, outChannels: o, into: dx)
+        return [try y.toArray(), try dw.toArray(), try dx.toArray()]
+    }
+
+    /// Why `library`'s convolutions disagree with `reference`'s im2col path, or nil.
+    func mismatch(_ library: KernelLibrary, reference: KernelLibrary) throws -> String? {
+        var unstaged = reference.config
+        unstaged.stagesConvolutionColumns = false
+        let expected = try results(try KernelLibrary(device: reference.device, config: unstaged), staged: false)
+        let got = try results(library, staged: library.convolutionStagesColumns(window, outChannels: o))
+        for (name, (a, b)) in zip(["forward", "weight gradient", "input gradient"], zip(got, expected)) {
+            guard a.count == b.count else { return "\(name): \(a.count) values for \(b.count)" }
+            for i in a.indices where !(abs(a[i] - b[i]) <= 1e-3 + 1e-4 * abs(b[i])) {
+                return "\(name)[\(i)] is \(a[i]), the im2col path gives \(b[i])"
+            }
+        }
+        return nil
+    }
+}

@@ -204,6 +204,37 @@ struct TuningTests {
         #expect(try KernelLibrary(device: device, tuningCache: cache).tuned == tuned)
     }
 
+    @Test("tuned convolution tiles run the staged kernels from their own program, with the im2col path's results")
+    func convolutionTiles() throws {
+        let device = try TestDevice.get()
+        let base = KernelConfig(for: device.info, kind: .cpu)
+        var tuned = TunedConfiguration(for: device.info, kind: .cpu)
+        var tiles = MatmulConfig()
+        (tiles.tileRows, tiles.vectors, tiles.vectorWidth) = (4, 4, 8)
+        tuned.convolutionTiles = tiles
+        let library = try KernelLibrary(device: device, config: base, tuned: tuned)
+        #expect(library.convolutionTiles == tiles)
+        var unstaged = base
+        unstaged.stagesConvolutionColumns = false
+        let reference = try KernelLibrary(device: device, config: unstaged)
+        let window = try WindowGeometry(samples: 3, channels: 32, height: 13, width: 11, kernel: (3, 3), padding: (1, 1))
+        let o = 64, (n, p, ckk) = (window.samples, window.outputPlane, window.patchSize)
+        #expect(library.convolutionStagesColumns(window, outChannels: o))
+        let x = try device.buffer(randomFloats(window.inputCount, seed: 51)), w = try device.buffer(randomFloats(o * ckk, seed: 52))
+        let bias = try device.buffer(randomFloats(o, seed: 53)), dy = try device.buffer(randomFloats(n * o * p, seed: 54))
+        var outputs: [[[Float]]] = []
+        for (kernels, staged) in [(library, true), (reference, false)] {
+            let y = try device.buffer(Float.self, count: n * o * p), dw = try device.buffer(Float.self, count: o * ckk)
+            let dx = try device.buffer(Float.self, count: window.inputCount)
+            let columns = staged ? nil : try device.buffer(Float.self, count: n * ckk * p)
+            try kernels.convolutionForward(x, weight: w, bias: bias, window, outChannels: o, activation: .relu, columns: columns, into: y)
+            try kernels.convolutionWeightGradient(gradOutput: dy, input: x, columns: columns, window, outChannels: o, into: dw)
+            try kernels.convolutionInputGradient(gradOutput: dy, weight: w, window, outChannels: o, into: dx)
+            outputs.append([try y.toArray(), try dw.toArray(), try dx.toArray()])
+        }
+        for i in 0..<3 { expectClose(outputs[0][i], outputs[1][i], rtol: 1e-4, atol: 1e-3, "result \(i)") }
+    }
+
     @Test("a search of some parts keeps what an earlier search stored for the others")
     func mergingKeepsOtherParts() throws {
         let device = try TestDevice.get()

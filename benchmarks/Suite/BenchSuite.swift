@@ -26,7 +26,7 @@ public enum BenchSuite {
         case "elementwise": "\(source) group \(k.elementwiseGroup), columns \(k.columnsGroup)"
         case "softmax": "\(source) rows group \(k.rowsGroup)"
         case "batchnorm": "\(source) bn group \(k.batchNormGroup)"
-        case "conv": "\(source) \(k.matmul.summary(kind: k.kind)), bn group \(k.batchNormGroup)"
+        case "conv": "\(source) \(runner.kernels.convolutionTiles.summary(kind: k.kind)), bn group \(k.batchNormGroup)"
         default: nil
         }
         return try results(group, on: runner).map { result in
