@@ -56,7 +56,9 @@ struct Tune: ParsableCommand {
     private var parts: (chosen: Set<Tuner.Part>, unknown: [String]) {
         let names = only.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         let chosen = Set(names.compactMap(Tuner.Part.init(rawValue:)))
-        return (names.isEmpty ? Set(Tuner.Part.allCases) : chosen, names.filter { Tuner.Part(rawValue: $0) == nil })
+        // `--only ""` names nothing: an unknown part, not every part.
+        let unknown = names.filter { Tuner.Part(rawValue: $0) == nil } + (!only.isEmpty && names.isEmpty ? ["\"\""] : [])
+        return (only.isEmpty ? Set(Tuner.Part.allCases) : chosen, unknown)
     }
 
     func run() throws {

@@ -153,7 +153,7 @@ extension KernelLibrary {
 
     /// The tiles `matmul` uses for `shape` when none are given: the tuned ones, else the rule table's.
     public func tiles(for shape: MatmulShape) -> MatmulConfig {
-        shape.summed > 1 ? config.matmul : tuned?.tiles(for: shape) ?? config.matmul
+        shape.summed > 1 ? config.matmul : tunedTiles(for: shape) ?? config.matmul
     }
 
     /// Kernel, global and local size for C[m, n] with `tiles` (see the comments in kernels.cl).

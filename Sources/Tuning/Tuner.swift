@@ -78,9 +78,6 @@ public final class Tuner {
 
     // MARK: Matrix-product tiles
 
-    /// A candidate's figures: milliseconds per shape (nil where it was not timed).
-    private typealias Figures = [Double?]
-
     /// The second of the budget by which a part must stop: the products' tiles take 60% when the
     /// convolutions follow (85% when only the group sizes do), the convolutions until 85%, the
     /// group sizes (quick: no builds) the rest.
@@ -99,7 +96,7 @@ public final class Tuner {
         let operands = try shapes.map { try TuningOperands($0, device: device) }
         report("measuring the rule table's tiles (\(base.summary(kind: rules.config.kind)))")
         var ruleFigures = try time(base, operands, in: rules)
-        var best: [(ms: Double, config: MatmulConfig)] = ruleFigures.map { ($0 ?? .infinity, base) }
+        var best: [(ms: Double, config: MatmulConfig)] = ruleFigures.map { ($0, base) }
         struct Tried: Hashable { var config: MatmulConfig, variant: String }
         var tried: Set<Tried> = Set(["nn", "nt", "tn", "tt"].map { Tried(config: base, variant: $0) })
         var number = 0
@@ -175,7 +172,7 @@ public final class Tuner {
         // Confirm each kept shape against the rule table, alternating the two so that a machine
         // whose speed drifts (a shared one) cannot fake a gain.
         for i in shapes.indices where best[i].config != base {
-            guard let rule = ruleFigures[i] else { continue }
+            let rule = ruleFigures[i]
             var ruleTimes = [rule], tunedTimes = [best[i].ms]
             for _ in 0..<2 {
                 ruleTimes.append(try milliseconds { try operands[i].run(rules, tiles: base) })
@@ -189,7 +186,7 @@ public final class Tuner {
         var kept: [TunedProduct] = []
         candidates = number
         for (i, shape) in shapes.enumerated() {
-            guard let rule = ruleFigures[i] else { continue }
+            let rule = ruleFigures[i]
             let keep = best[i].config != base && best[i].ms < 0.97 * rule
             let tunedMs = keep ? best[i].ms : rule
             rows.append(Row(name: shape.name, shape: shape.shape, ruleGFLOPS: shape.flops / (rule * 1e6),
@@ -222,7 +219,7 @@ public final class Tuner {
     public private(set) var rejected: [String] = []
 
     /// Medians of each shape's device time with `tiles`.
-    private func time(_ tiles: MatmulConfig, _ operands: [TuningOperands], in library: KernelLibrary) throws -> Figures {
+    private func time(_ tiles: MatmulConfig, _ operands: [TuningOperands], in library: KernelLibrary) throws -> [Double] {
         try operands.map { op in try milliseconds { try op.run(library, tiles: tiles) } }
     }
 

@@ -317,6 +317,7 @@ struct CLITests {
         try expectCleanFailure(["tune", "--budget", "0"], mentioning: "--budget", environment: environment)
         try expectCleanFailure(["tune", "--budget", "nan"], mentioning: "--budget", environment: environment)
         try expectCleanFailure(["tune", "--only", "everything"], mentioning: "Unknown part", environment: environment)
+        try expectCleanFailure(["tune", "--only", ""], mentioning: "Unknown part", environment: environment)
         try expectCleanFailure(["tune", "--show", "--reset"], mentioning: "cannot be combined", environment: environment)
         try expectCleanFailure(["tune", "--show"], mentioning: "KILN_TUNING=0", environment: ["KILN_TUNING": "0"])
     }
