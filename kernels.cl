@@ -2493,9 +2493,16 @@ __kernel void conv_weight_flip(const int O, const int C, const int KH, const int
 // and 1 are exactly the product's tile grid (one work-group), dimension 2 the samples (or groups
 // of samples); the host checks that the staged block fits the device's local memory.
 //   O: output channels; flags and slope: the matmul epilogue (bias per row, activation).
-KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_forward, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
+//   KILN_CONV_TM, KILN_CONV_TNV: the staged products' tile (rows, vectors), the matmul's by default.
+#ifndef KILN_CONV_TM
+#define KILN_CONV_TM KILN_MM_TM
+#endif
+#ifndef KILN_CONV_TNV
+#define KILN_CONV_TNV KILN_MM_TNV
+#endif
+KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_forward, KILN_CONV_TM, KILN_CONV_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
                         __global, __local, __global)
-KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_weight, KILN_MM_TM, KILN_MM_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
+KILN_MM_DEFINE_OUTER_IN(kiln_conv_outer_weight, KILN_CONV_TM, KILN_CONV_TNV, KILN_VEC, 0, 1, floatv, vloadv, vstorev,
                         __local, __local, __global)
 
 #define KILN_CONV_WORKGROUP                                                                     \

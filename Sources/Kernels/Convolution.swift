@@ -38,46 +38,18 @@ extension KernelLibrary {
     /// in global memory and batched matrix products. When false, `convolutionForward` needs a
     /// `columns` buffer [N, C·KH·KW, OH·OW] and `convolutionWeightGradient` reads it back.
     public func convolutionStagesColumns(_ window: WindowGeometry, outChannels o: Int) -> Bool {
-        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
         staging(window, outChannels: o) != nil
     }
 
     /// The staged launch shapes and the program and tiles they run with, or nil when the columns
     /// go through global memory.
     private func staging(_ window: WindowGeometry, outChannels o: Int) -> ConvolutionStaging? {
-        guard !isGPU, config.stagesConvolutionColumns, o >= 1 else { return nil }
-        let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
+        guard !isGPU, config.stagesConvolutionColumns else { return nil }
         let (program, tiles) = convolutionProgram()
-        let vec = tiles.vectorWidth ?? self.vec
-        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
-        guard outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
-        let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
-        func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
-        let forward = grid(o, p)
-        // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
-        var weight = grid(ckk, o)
-        weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
-        // Floats staged (as kernels.cl lays them out): padded planes (stride 1 only) with their
-        // slack, column rows of Pp = P rounded up to the vector, transposed dy.
-        let stride1 = window.stride == (1, 1)
-        let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
-        let pp = (p + vec - 1) / vec * vec
-        let (plane, slack) = (stride1 ? c * hp * wp : 0, stride1 ? (vec + 2) * wp + vec : 1)
-        let perSample = plane + ckk * pp + p * o
-        // Half the device's local memory: PoCL sizes it after the core's cache, and the staged block
-        // should stay there beside the products' other operand.
-        let budget = Int(min(device.info.localMemory / 2, 1 << 30)) / 4
-        let maxGroup = min(device.info.maxWorkGroupSize, 4096)
-        guard plane + slack + ckk * pp <= budget, perSample + slack <= budget,
-              [forward, weight].allSatisfy({ $0[0] * $0[1] <= maxGroup }) else { return nil }
-        // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
-        let groups = min(n, max(2, 4 * device.info.computeUnits))
-        let perGroup = (n + groups - 1) / groups
-        let chunk = max(1, min(perGroup, (budget - slack) / perSample))
-        return ConvolutionStaging(program: program, forward: forward, weight: weight,
-                                  forwardLocal: [4 * (plane + slack), 4 * ckk * pp],
-                                  weightLocal: [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o],
-                                  perGroup: perGroup, groups: (n + perGroup - 1) / perGroup, chunk: chunk)
+        guard let plan = StagingPlan(window, outChannels: o, tiles: tiles, vectorWidth: tiles.vectorWidth ?? vec,
+                                     localMemory: device.info.localMemory, maxGroup: device.info.maxWorkGroupSize,
+                                     computeUnits: device.info.computeUnits) else { return nil }
+        return ConvolutionStaging(program: program, plan: plan)
     }
 
     /// Launches a convolution's forward products: for each sample, `y[n]` [O, OH·OW] =
@@ -94,18 +66,18 @@ extension KernelLibrary {
         try Check.count(what, "weight", weight, try Strided.count(what, [o, ckk]))
         try Check.count(what, "y", y, try Strided.count(what, [n, o, p]))
         if let bias { try Check.count(what, "bias", bias, o) }
-        guard let plan = staging(window, outChannels: o), columns == nil else {
+        guard let staged = staging(window, outChannels: o), columns == nil else {
             guard let columns else { throw ShapeError("\(what): this device needs a columns buffer [N, C·KH·KW, OH·OW].") }
             try im2col(x, window, into: columns)
             try matmul(weight, columns, into: y, m: o, n: p, k: ckk, bias: bias, biasPerRow: true, activation: activation,
                        batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
             return
         }
-        let flags = (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4
+        let (plan, flags) = (staged.plan, (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4)
         try launch(.convForwardStaged, global: plan.forward + [n], local: plan.forward + [1],
                    arguments: window.arguments + [Int32(o), Int32(flags), activation?.parameter ?? 0, x, weight,
                                                   bias ?? weight, y] + plan.forwardLocal.map(LocalMemory.init(bytes:)),
-                   in: plan.program)
+                   in: staged.program)
     }
 
     /// Launches a convolution's weight gradient: `dw` [O, C·KH·KW] = Σₙ `dy[n]` [O, OH·OW] ·
@@ -124,12 +96,13 @@ extension KernelLibrary {
         try Check.count(what, "dy", dy, count)
         try Check.count(what, "x", x, window.inputCount)
         try Check.count(what, "dw", dw, try Strided.count(what, [o, ckk]))
-        if columns == nil, convolutionStagesColumns(window, outChannels: o), let plan = staging(window, outChannels: o) {
+        if columns == nil, let staged = staging(window, outChannels: o) {
+            let plan = staged.plan
             let partial = plan.groups == 1 ? dw : try device.buffer(Float.self, count: plan.groups * o * ckk)
             try launch(.convWeightGradStaged, global: plan.weight + [plan.groups], local: plan.weight + [1],
                        arguments: window.arguments + [Int32(o), Int32(plan.perGroup), Int32(plan.chunk), x, dy, partial]
                            + plan.weightLocal.map(LocalMemory.init(bytes:)),
-                       in: plan.program)
+                       in: staged.program)
             if plan.groups > 1 { try reduce(.sum, partial, rows: plan.groups, cols: o * ckk, axis: .eachColumn, into: dw) }
             return
         }
@@ -150,13 +123,7 @@ extension KernelLibrary {
     /// CPU device, and at least 16 full tiles of the [C·KH·KW, O] output (fewer leave cores idle,
     /// and the dot products of the nt kernel split the work more finely).
     public func weightGradientRunsAsOuterProducts(outChannels o: Int, patchSize ckk: Int) -> Bool {
-        !isGPU && outerProductTiles(outChannels: o, patchSize: ckk, tiles: config.matmul, vec: vec)
-    }
-
-    /// At least 16 full tiles of `tiles` (vectors `vec` wide) in the [C·KH·KW, O] output.
-    private func outerProductTiles(outChannels o: Int, patchSize ckk: Int, tiles: MatmulConfig, vec: Int) -> Bool {
-        let (columnTiles, rowTiles) = (o / (tiles.vectors * vec), ckk / tiles.tileRows)
-        return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
+        !isGPU && StagingPlan.outerProductTiles(outChannels: o, patchSize: ckk, tiles: config.matmul, vec: vec)
     }
 
     /// Launches a convolution's input gradient: `dx` [N, C, H, W] = col2im(`weight`ᵀ · `dy[n]`) for
@@ -200,11 +167,77 @@ extension KernelLibrary {
     }
 }
 
-/// Launch shapes of the staged convolution kernels: each product's tile grid (one work-group), the
-/// bytes of each `__local` argument, and the weight gradient's groups of samples.
+/// A staged convolution's plan and the program it runs in.
 private struct ConvolutionStaging {
     var program: Program
-    var forward: [Int], weight: [Int]
-    var forwardLocal: [Int], weightLocal: [Int]
-    var perGroup: Int, groups: Int, chunk: Int
+    var plan: StagingPlan
+}
+
+/// Launch shapes of the staged convolution kernels (`conv_forward_staged`, `conv_weight_grad_staged`)
+/// for one window on a CPU device: each product's tile grid (one work-group), the bytes of each
+/// `__local` argument, and the weight gradient's groups of samples.
+///
+/// ```swift
+/// // The CNN's second convolution at batch 128, on a core whose cache PoCL reports as 1 MiB.
+/// let window = try WindowGeometry(samples: 128, channels: 32, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+/// var tiles = MatmulConfig()
+/// (tiles.tileRows, tiles.vectors) = (8, 2)
+/// let plan = StagingPlan(window, outChannels: 64, tiles: tiles, vectorWidth: 16, localMemory: 1 << 20,
+///                        maxGroup: 4096, computeUnits: 2)   // non-nil: staged
+/// ```
+public struct StagingPlan: Sendable, Equatable {
+    /// The tile grids of the forward product ([O, OH·OW]) and of the weight gradient ([C·KH·KW, O]).
+    public var forward: [Int], weight: [Int]
+    /// Bytes of the `__local` arguments of each kernel.
+    public var forwardLocal: [Int], weightLocal: [Int]
+    /// Samples per group of the weight gradient, the groups, and the samples staged at a time.
+    public var perGroup: Int, groups: Int, chunk: Int
+
+    /// The plan for `window` with `outChannels` outputs and `tiles` (vectors of `vectorWidth`
+    /// floats), or nil when the kernels cannot stage it on a device with `localMemory` bytes of
+    /// local memory, groups of `maxGroup` and `computeUnits` cores: too few tiles for the weight
+    /// gradient's outer products, a group too large, or a staged block that does not fit.
+    ///
+    /// PoCL sizes local memory after a core's cache. The staged block and the products' other
+    /// operand (the weights, O × C·KH·KW floats) must fit in three quarters of it together,
+    /// leaving a quarter for the output rows streaming through.
+    public init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
+                 localMemory: UInt64, maxGroup: Int, computeUnits: Int) {
+        guard o >= 1, vec >= 1 else { return nil }
+        let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
+        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
+        guard Self.outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
+        let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
+        func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
+        forward = grid(o, p)
+        // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
+        weight = grid(ckk, o)
+        weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
+        // Floats staged (as kernels.cl lays them out): padded planes (stride 1 only) with their
+        // slack, column rows of Pp = P rounded up to the vector, transposed dy.
+        let stride1 = window.stride == (1, 1)
+        let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
+        let pp = (p + vec - 1) / vec * vec
+        let (plane, slack) = (stride1 ? c * hp * wp : 0, stride1 ? (vec + 2) * wp + vec : 1)
+        let perSample = plane + ckk * pp + p * o
+        // (Half the local memory for the block alone, as before, sent the CNN's input gradient
+        // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
+        let budget = Int(min(localMemory / 4 * 3, 1 << 30)) / 4 - o * ckk
+        let largest = min(maxGroup, 4096)
+        guard plane + slack + ckk * pp <= budget, perSample + slack <= budget,
+              [forward, weight].allSatisfy({ $0[0] * $0[1] <= largest }) else { return nil }
+        // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
+        let groupCount = min(n, max(2, 4 * computeUnits))
+        perGroup = (n + groupCount - 1) / groupCount
+        chunk = max(1, min(perGroup, (budget - slack) / perSample))
+        forwardLocal = [4 * (plane + slack), 4 * ckk * pp]
+        weightLocal = [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o]
+        groups = (n + perGroup - 1) / perGroup
+    }
+
+    /// At least 16 full tiles of `tiles` (vectors `vec` wide) in the [C·KH·KW, O] output.
+    static func outerProductTiles(outChannels o: Int, patchSize ckk: Int, tiles: MatmulConfig, vec: Int) -> Bool {
+        let (columnTiles, rowTiles) = (o / (tiles.vectors * vec), ckk / tiles.tileRows)
+        return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
+    }
 }

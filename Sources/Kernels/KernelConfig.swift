@@ -38,6 +38,9 @@ public struct KernelConfig: Sendable, Equatable {
     public var batchNormGroup = 16
     /// Matrix-product tiles.
     public var matmul: MatmulConfig
+    /// Tiles of the staged convolution products (`KILN_CONV_TM`, `KILN_CONV_TNV`: rows and vectors
+    /// of `conv_forward_staged` and `conv_weight_grad_staged`); the rest of `matmul`'s otherwise.
+    public var convolution: MatmulConfig
     /// Whether convolutions may stage each sample's columns in local memory (CPU devices; see
     /// `KernelLibrary.convolutionStagesColumns`). Off, they always go through global im2col columns.
     public var stagesConvolutionColumns = true
@@ -64,6 +67,13 @@ public struct KernelConfig: Sendable, Equatable {
             // (BENCHMARKS.md, 2026-12-02 tuning).
             (matmul.tileRows, matmul.vectors, matmul.ntTransposesB) = (8, 3, true)
         }
+        convolution = matmul
+        if kind == .cpu, vectorWidth >= 16 {
+            // The staged convolutions: 8 × 2 is what `kiln tune` kept against 8 × 3 on both AVX-512
+            // CPUs measured, a Xeon (40.3 → 32.3 ms for the CNN's layers) and a Zen 5 EPYC
+            // (16.6 → 15.4 ms) (BENCHMARKS.md, 2026-12-02).
+            (convolution.tileRows, convolution.vectors) = (8, 2)
+        }
         (rowsGroup, columnsGroup, chunksGroup) = (elementwiseGroup, elementwiseGroup, elementwiseGroup)
     }
 
@@ -85,6 +95,7 @@ public struct KernelConfig: Sendable, Equatable {
     /// The `-D` definitions, by name.
     public var defines: [String: Int] {
         var all = matmul.defines
+        (all["KILN_CONV_TM"], all["KILN_CONV_TNV"]) = (convolution.tileRows, convolution.vectors)
         if all["KILN_VEC"] == nil { all["KILN_VEC"] = vectorWidth }
         if isGPU { all["KILN_GPU"] = 1 }
         return all

@@ -73,15 +73,15 @@ public final class KernelLibrary: @unchecked Sendable {
     }
 
     /// The tiles of the staged convolution kernels: the tuned ones, else the rule table's.
-    public var convolutionTiles: MatmulConfig { tuned?.convolutionTiles ?? config.matmul }
+    public var convolutionTiles: MatmulConfig { tuned?.convolutionTiles ?? config.convolution }
 
     /// The program holding the staged convolutions for `convolutionTiles`: the library's own when
     /// they build like the rule table's, else a products program (`conv`); a tuned one that does
     /// not build here falls back to the library's (then `convolutionTiles` is not used).
     func convolutionProgram() -> (Program, MatmulConfig) {
         let tiles = convolutionTiles
-        guard !tiles.buildsLike(config.matmul), let program = try? productsProgram(for: tiles, variant: "conv") else {
-            return (self.program, config.matmul)
+        guard !tiles.buildsLike(config.convolution), let program = try? productsProgram(for: tiles, variant: "conv") else {
+            return (self.program, config.convolution)
         }
         return (program, tiles)
     }
@@ -117,7 +117,7 @@ public final class KernelLibrary: @unchecked Sendable {
             // A build that failed once is not tried again in this process.
             if let failure = productsFailures[key] { throw ShapeError(failure) }
             var options = config
-            options.matmul = tiles
+            (options.matmul, options.convolution) = (tiles, tiles)
             let text = options.buildOptions(productsOnly: true) + " -DKILN_MM_VARIANT=\(code)"
                 + (code == 9 ? " -DKILN_WITH_CONV=1" : "")
             do {

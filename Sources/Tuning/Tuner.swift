@@ -265,10 +265,10 @@ public final class Tuner {
 
         // The staged kernels' tiles: each candidate checked against the im2col path of the rule
         // table, then timed on the CNN's layers.
-        let base = rules.config.matmul
+        let base = rules.config.convolution
         let check = try ConvolutionCheck(device: device)
         var best = (ms: times[true] ?? .infinity, tiles: base)
-        for candidate in TuningSpace.tiles(for: rules.config, device: device.info) where elapsed < deadline(.conv) {
+        for candidate in TuningSpace.tiles(for: rules.config, device: device.info, around: base) where elapsed < deadline(.conv) {
             var trial = tuned
             trial.convolutionTiles = candidate
             let library = try KernelLibrary(device: device, config: rules.config, tuned: trial)

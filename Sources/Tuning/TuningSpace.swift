@@ -4,7 +4,8 @@ import KilnKernels
 /// The candidate tiles, in the order the tuner tries them: the most promising first, so that a
 /// small budget still covers them.
 public enum TuningSpace {
-    /// First-round candidates for a device whose rule table is `config`.
+    /// First-round candidates for a device whose rule table is `config`: variations of its matrix
+    /// products' tiles, or of `tiles` when given (the staged convolutions').
     ///
     /// CPU: the outer-product tile (rows × vectors) at the native vector width and at the other of
     /// 8 and 16, keeping at least 8 independent accumulators and everything (accumulators, one row
@@ -12,8 +13,8 @@ public enum TuningSpace {
     /// by how close the accumulators come to two thirds of the registers (the tuner also times nt
     /// products of each through a transpose and the nn kernel, `ntTransposesB`). GPU: the local-memory
     /// tile's group shape, outputs per work-item and K slice that fit the device.
-    public static func tiles(for config: KernelConfig, device info: DeviceInfo) -> [MatmulConfig] {
-        let base = config.matmul
+    public static func tiles(for config: KernelConfig, device info: DeviceInfo, around tiles: MatmulConfig? = nil) -> [MatmulConfig] {
+        let base = tiles ?? config.matmul
         let maxGroup = max(1, info.maxWorkGroupSize), local = Int(min(info.localMemory, UInt64(Int32.max)))
         if config.isGPU {
             var candidates: [MatmulConfig] = []

@@ -127,6 +127,48 @@ struct ConvolutionKernelTests {
         #expect(outerProducts == [false, true] || !cpu, "weight-gradient forms \(outerProducts)")
     }
 
+    /// A CPU device as PoCL describes it: `width` floats per native vector, `localMemory` bytes.
+    static func cpu(width: Int, localMemory: UInt64) -> DeviceInfo {
+        DeviceInfo(platformIndex: 0, deviceIndex: 0, typeIndex: 0, name: "cpu", vendor: "test", platformName: "test",
+                   platformVersion: "OpenCL 1.2", driverVersion: "1", type: .cpu, computeUnits: 2, maxClockMHz: 2000,
+                   globalMemory: 1 << 32, maxAllocation: 1 << 30, localMemory: localMemory, localMemoryType: "Global",
+                   maxWorkGroupSize: 4096, nativeFloatVectorWidth: width, openCLCVersion: "OpenCL C 1.2", fp16: false,
+                   fp64: true, profiling: true, extensions: [])
+    }
+
+    @Test("the rule table stages convolutions with 8 × 2 tiles on AVX-512 and the products' tiles elsewhere")
+    func convolutionRuleTiles() {
+        let avx512 = KernelConfig(for: Self.cpu(width: 16, localMemory: 1 << 20))
+        #expect((avx512.convolution.tileRows, avx512.convolution.vectors) == (8, 2))
+        #expect((avx512.matmul.tileRows, avx512.matmul.vectors) == (8, 3))
+        #expect(avx512.buildOptions.contains("-DKILN_CONV_TM=8") && avx512.buildOptions.contains("-DKILN_CONV_TNV=2"))
+        let avx2 = KernelConfig(for: Self.cpu(width: 8, localMemory: 1 << 20))
+        #expect(avx2.convolution == avx2.matmul)
+        #expect(avx2.buildOptions.contains("-DKILN_CONV_TM=\(avx2.matmul.tileRows)"))
+    }
+
+    @Test("the CNN's second convolution stages all three products in 1 MiB of local memory, and not in 256 KiB")
+    func stagingBudget() throws {
+        // conv2 of the CNN at batch 128: 32 → 64 channels, 14 × 14, 3 × 3, padding 1. Its stride-1
+        // input gradient runs as the forward convolution of dy (64 channels) into 32 outputs.
+        let conv2 = try WindowGeometry(samples: 128, channels: 32, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+        let inputGradient = try WindowGeometry(samples: 128, channels: 64, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+        let tiles = KernelConfig(for: Self.cpu(width: 16, localMemory: 1 << 20)).convolution
+        func plan(_ window: WindowGeometry, _ o: Int, _ bytes: UInt64) -> StagingPlan? {
+            StagingPlan(window, outChannels: o, tiles: tiles, vectorWidth: 16, localMemory: bytes, maxGroup: 4096, computeUnits: 2)
+        }
+        for (window, o) in [(conv2, 64), (inputGradient, 32)] {
+            let staged = try #require(plan(window, o, 1 << 20), "\(window) → \(o) with 1 MiB")
+            // What is staged, with the weights, stays within three quarters of the local memory.
+            #expect(staged.forwardLocal.reduce(0, +) + 4 * o * window.patchSize <= (1 << 20) / 4 * 3)
+            #expect(staged.weightLocal.reduce(0, +) + 4 * o * window.patchSize <= (1 << 20) / 4 * 3)
+            #expect(staged.groups * staged.perGroup >= 128 && staged.chunk >= 1)
+            #expect(plan(window, o, 1 << 18) == nil, "\(window) → \(o) with 256 KiB")
+        }
+        // Too few output tiles for the weight gradient's outer products: one output channel.
+        #expect(plan(conv2, 1, 1 << 30) == nil)
+    }
+
     static let poolCases: [WindowCase] = [
         WindowCase(n: 2, c: 3, h: 8, w: 8, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
         WindowCase(n: 2, c: 3, h: 11, w: 13, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
