@@ -2722,44 +2722,63 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
         mi = SEL(mi, i, beats_);                                                                \
     } while (0)
 #define KILN_SCALAR_SELECT(a, b, c) ((c) ? (b) : (a))
+// Work-item: `rows` output rows of one plane (a whole plane on a CPU, where a work-item per row
+// spends more on its index arithmetic than on its windows; one row on a GPU). A row runs four
+// windows at a time; its last, partial four is the row's last four windows (overlapping the
+// previous ones, which are written again with the same values), so only rows narrower than four
+// windows take the scalar loop.
+inline void kiln_pool2_row4(__global const float* r0, __global const float* r1, const int a, const int W,
+                            const float mean, const float scale, const float shift, const int act, const float slope,
+                            __global float* out, __global int* at) {
+    const float8 top = fma(vload8(0, r0) - mean, scale, shift);
+    const float8 bottom = fma(vload8(0, r1) - mean, scale, shift);
+    const int4 i = a + (int4)(0, 2, 4, 6);
+    float4 m = top.even;
+    int4 mi = i;
+    KILN_POOL2_STEP(top.odd, i + 1, int4, select);
+    KILN_POOL2_STEP(bottom.even, i + W, int4, select);
+    KILN_POOL2_STEP(bottom.odd, i + W + 1, int4, select);
+    vstore4(KILN_ACT(m, act, slope, float4), 0, out);
+    vstore4(mi, 0, at);
+}
+
 __kernel void pool_max2(const int planes, const int H, const int W, const int OH, const int OW,
                         __global const float* x, __global float* y, __global int* idx,
                         const int C, const int norm, __global const float* coef, const int act,
-                        const float slope) {
+                        const float slope, const int rows) {
+    const int blocks = (OH + rows - 1) / rows;
     const int item = get_global_id(0);
-    if (item >= planes * OH) return;
-    const int plane = item / OH, oh = item - plane * OH;
-    __global const float* r0 = x + (long)plane * H * W + (2 * oh) * W;
-    __global const float* r1 = r0 + W;
-    __global float* out = y + (long)item * OW;
-    __global int* at = idx + (long)item * OW;
-    const int a0 = (2 * oh) * W;
+    if (item >= planes * blocks) return;
+    const int plane = item / blocks, oh0 = (item - plane * blocks) * rows, oh1 = min(OH, oh0 + rows);
     // Identity coefficients when not normalizing: (v - 0) * 1 + 0 is v exactly.
     const int c = plane % C;
     const float mean = norm ? coef[c] : 0.0f, scale = norm ? coef[C + c] : 1.0f;
     const float shift = norm ? coef[2 * C + c] : 0.0f;
-    int ow = 0;
-    for (; ow + 4 <= OW; ow += 4) {
-        const float8 top = fma(vload8(0, r0 + 2 * ow) - mean, scale, shift);
-        const float8 bottom = fma(vload8(0, r1 + 2 * ow) - mean, scale, shift);
-        const int4 a = a0 + 2 * ow + (int4)(0, 2, 4, 6);
-        float4 m = top.even;
-        int4 mi = a;
-        KILN_POOL2_STEP(top.odd, a + 1, int4, select);
-        KILN_POOL2_STEP(bottom.even, a + W, int4, select);
-        KILN_POOL2_STEP(bottom.odd, a + W + 1, int4, select);
-        vstore4(KILN_ACT(m, act, slope, float4), 0, out + ow);
-        vstore4(mi, 0, at + ow);
-    }
-    for (; ow < OW; ++ow) {
-        const int a = a0 + 2 * ow;
-        float m = fma(r0[2 * ow] - mean, scale, shift);
-        int mi = a;
-        KILN_POOL2_STEP(fma(r0[2 * ow + 1] - mean, scale, shift), a + 1, int, KILN_SCALAR_SELECT);
-        KILN_POOL2_STEP(fma(r1[2 * ow] - mean, scale, shift), a + W, int, KILN_SCALAR_SELECT);
-        KILN_POOL2_STEP(fma(r1[2 * ow + 1] - mean, scale, shift), a + W + 1, int, KILN_SCALAR_SELECT);
-        out[ow] = KILN_ACT(m, act, slope, float);
-        at[ow] = mi;
+    for (int oh = oh0; oh < oh1; ++oh) {
+        __global const float* r0 = x + (long)plane * H * W + (2 * oh) * W;
+        __global const float* r1 = r0 + W;
+        const long e = ((long)plane * OH + oh) * OW;
+        __global float* out = y + e;
+        __global int* at = idx + e;
+        const int a0 = (2 * oh) * W;
+        if (OW >= 4) {
+            for (int ow = 0;; ow += 4) {
+                const int o = min(ow, OW - 4);
+                kiln_pool2_row4(r0 + 2 * o, r1 + 2 * o, a0 + 2 * o, W, mean, scale, shift, act, slope, out + o, at + o);
+                if (o == OW - 4) break;
+            }
+            continue;
+        }
+        for (int ow = 0; ow < OW; ++ow) {
+            const int a = a0 + 2 * ow;
+            float m = fma(r0[2 * ow] - mean, scale, shift);
+            int mi = a;
+            KILN_POOL2_STEP(fma(r0[2 * ow + 1] - mean, scale, shift), a + 1, int, KILN_SCALAR_SELECT);
+            KILN_POOL2_STEP(fma(r1[2 * ow] - mean, scale, shift), a + W, int, KILN_SCALAR_SELECT);
+            KILN_POOL2_STEP(fma(r1[2 * ow + 1] - mean, scale, shift), a + W + 1, int, KILN_SCALAR_SELECT);
+            out[ow] = KILN_ACT(m, act, slope, float);
+            at[ow] = mi;
+        }
     }
 }
 
@@ -2865,51 +2884,58 @@ __kernel void pool_max2_bn_backward_partial(const int N, const int C, const int 
 #endif
 }
 
-// Work-item: one pair of input rows (plane, 2 oh .. 2 oh + 1), or with an odd H the last row alone
-// (oh == OH), four windows at a time as float4 like pool_max2.
+// Work-item: `rows` pairs of input rows (plane, 2 oh .. 2 oh + 1) of one plane (all of them and,
+// with an odd H, the last row alone on a CPU; one on a GPU), four windows at a time as float4 like
+// pool_max2, the last four of a row overlapping the ones before.
 __kernel void pool_max2_bn_backward_dx(const int8 g, const float slope, __global const float* x,
                                        __global const float* dy, __global const int* idx,
                                        __global const float* y, __global const float* coef,
-                                       __global float* dx) {
+                                       __global float* dx, const int rows) {
     const int planes = g.s0, H = g.s1, W = g.s2, OH = g.s3, OW = g.s4, C = g.s5, act = g.s6;
-    const int rows = OH + (H & 1);
+    const int pairs = OH + (H & 1), blocks = (pairs + rows - 1) / rows;
     const int item = get_global_id(0);
-    if (item >= planes * rows) return;
-    const int plane = item / rows, oh = item - plane * rows, c = plane % C;
+    if (item >= planes * blocks) return;
+    const int plane = item / blocks, oh0 = (item - plane * blocks) * rows, oh1 = min(pairs, oh0 + rows), c = plane % C;
     const float mean = coef[c], k = coef[C + c], kdy = coef[2 * C + c], kxhat = coef[3 * C + c];
     __global const float* in = x + (long)plane * H * W;
     __global float* out = dx + (long)plane * H * W;
-    if (oh == OH) {
-        // The odd last row belongs to no window: gz = 0 there.
-        for (int w = 0; w < W; ++w) {
-            const int a = (H - 1) * W + w;
-            out[a] = -kdy - kxhat * (in[a] - mean);
+    for (int oh = oh0; oh < oh1; ++oh) {
+        if (oh == OH) {
+            // The odd last row belongs to no window: gz = 0 there.
+            for (int w = 0; w < W; ++w) {
+                const int a = (H - 1) * W + w;
+                out[a] = -kdy - kxhat * (in[a] - mean);
+            }
+            continue;
         }
-        return;
-    }
-    const long e0 = (long)plane * OH * OW + (long)oh * OW;
-    const int a0 = (2 * oh) * W;
-    int ow = 0;
-    for (; ow + 4 <= OW; ow += 4) {
-        float8 gtop, gbottom;
-        kiln_pool2_window_grads(dy, y, idx, e0 + ow, a0 + 2 * ow, W, act, slope, &gtop, &gbottom);
-        const float8 top = vload8(0, in + a0 + 2 * ow), bottom = vload8(0, in + a0 + W + 2 * ow);
-        vstore8(k * gtop - kdy - kxhat * (top - mean), 0, out + a0 + 2 * ow);
-        vstore8(k * gbottom - kdy - kxhat * (bottom - mean), 0, out + a0 + W + 2 * ow);
-    }
-    for (; ow < OW; ++ow) {
-        const int a = a0 + 2 * ow, m = idx[e0 + ow];
-        const float v = kiln_pool2_grad(dy, y, e0 + ow, act, slope);
-        for (int q = 0; q < 4; ++q) {
-            const int at = a + (q >> 1) * W + (q & 1);
-            out[at] = k * (m == at ? v : 0.0f) - kdy - kxhat * (in[at] - mean);
+        const long e0 = (long)plane * OH * OW + (long)oh * OW;
+        const int a0 = (2 * oh) * W;
+        if (OW >= 4) {
+            for (int ow = 0;; ow += 4) {
+                const int o = min(ow, OW - 4);
+                float8 gtop, gbottom;
+                kiln_pool2_window_grads(dy, y, idx, e0 + o, a0 + 2 * o, W, act, slope, &gtop, &gbottom);
+                const float8 top = vload8(0, in + a0 + 2 * o), bottom = vload8(0, in + a0 + W + 2 * o);
+                vstore8(k * gtop - kdy - kxhat * (top - mean), 0, out + a0 + 2 * o);
+                vstore8(k * gbottom - kdy - kxhat * (bottom - mean), 0, out + a0 + W + 2 * o);
+                if (o == OW - 4) break;
+            }
+        } else {
+            for (int ow = 0; ow < OW; ++ow) {
+                const int a = a0 + 2 * ow, m = idx[e0 + ow];
+                const float v = kiln_pool2_grad(dy, y, e0 + ow, act, slope);
+                for (int q = 0; q < 4; ++q) {
+                    const int at = a + (q >> 1) * W + (q & 1);
+                    out[at] = k * (m == at ? v : 0.0f) - kdy - kxhat * (in[at] - mean);
+                }
+            }
         }
-    }
-    if (W & 1) {
-        // The odd last column of this row pair.
-        for (int q = 0; q < 2; ++q) {
-            const int at = a0 + q * W + W - 1;
-            out[at] = -kdy - kxhat * (in[at] - mean);
+        if (W & 1) {
+            // The odd last column of this row pair.
+            for (int q = 0; q < 2; ++q) {
+                const int at = a0 + q * W + W - 1;
+                out[at] = -kdy - kxhat * (in[at] - mean);
+            }
         }
     }
 }

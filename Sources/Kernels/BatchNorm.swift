@@ -225,8 +225,9 @@ extension KernelLibrary {
         try launch1D(.bnBackwardFinalize, c, Int32(shape.samples), Int32(c), Int32(shape.spatial),
                      Int32(shape.chunkSamples), partial, saveMean, saveInvstd, Int32(gamma == nil ? 0 : 1),
                      gamma ?? saveInvstd, grads?.0 ?? coefficients, grads?.1 ?? coefficients, coefficients)
-        let rows = window.outputHeight + window.height % 2
-        try launch1D(.poolMax2BnBackwardDx, window.samples * c * rows, geometry, slope, x, dy, indices, y, coefficients, dx)
+        let pairs = window.outputHeight + window.height % 2, rows = rowsPerItem(pairs, planes: window.samples * c)
+        try launch1D(.poolMax2BnBackwardDx, window.samples * c * ((pairs + rows - 1) / rows), geometry, slope, x, dy,
+                     indices, y, coefficients, dx, Int32(rows))
     }
 
     // MARK: Checks and work splits

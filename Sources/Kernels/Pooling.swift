@@ -17,10 +17,11 @@ extension KernelLibrary {
         if let normalize { try Check.count("maxPool \(window)", "normalize", normalize, 3 * window.channels) }
         try checkFusion("maxPool", window, fused: normalize != nil || activation != nil, activation)
         if window.isTwoByTwo {
-            try launch1D(.poolMax2, window.samples * window.channels * window.outputHeight,
+            let planes = window.samples * window.channels, rows = rowsPerItem(window.outputHeight, planes: planes)
+            try launch1D(.poolMax2, planes * ((window.outputHeight + rows - 1) / rows),
                          arguments: window.planeArguments + [x, y, indices, Int32(window.channels),
                                                              Int32(normalize == nil ? 0 : 1), normalize ?? x,
-                                                             activation?.code ?? 0, activation?.parameter ?? 0])
+                                                             activation?.code ?? 0, activation?.parameter ?? 0, Int32(rows)])
             return
         }
         try launch1D(.poolMax, window.samples * window.channels * window.outputHeight, arguments: window.arguments + [x, y, indices])
@@ -51,6 +52,15 @@ extension KernelLibrary {
         }
         try launch1D(.poolMaxBackward, window.samples * window.channels * window.height,
                      arguments: window.arguments + [dy, indices, dx])
+    }
+
+    /// Rows of each of `planes` planes (of `rows` rows) that one work-item of the 2 × 2 kernels
+    /// runs: one on a GPU; on a CPU as many as leave 16 work-items per core, up to the whole plane,
+    /// since a work-item per row spends more on its index arithmetic than on its row.
+    func rowsPerItem(_ rows: Int, planes: Int) -> Int {
+        guard !isGPU else { return 1 }
+        let wanted = 16 * max(1, device.info.computeUnits)
+        return max(1, min(rows, planes * rows / wanted))
     }
 
     /// Fusion runs on the 2 × 2 kernels only, with an activation whose derivative follows from its output.

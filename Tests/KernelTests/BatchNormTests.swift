@@ -244,7 +244,9 @@ struct BatchNormTests {
     func fusedPoolBackward() throws {
         for kernels in try EW.libraries() {
             let device = kernels.device
-            for (n, c, h, w) in [(3, 4, 7, 9), (2, 3, 8, 6), (130, 2, 5, 4)] {   // odd sizes; more samples than a chunk
+            // Odd sizes; more samples than a chunk; rows of 7 and 5 windows (the last four overlapping
+            // the ones before) in work-items of several rows (enough planes for more than one per item).
+            for (n, c, h, w) in [(3, 4, 7, 9), (2, 3, 8, 6), (130, 2, 5, 4), (40, 3, 9, 14), (33, 2, 12, 11)] {
                 let window = try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: (2, 2), stride: (2, 2))
                 let shape = BatchNormShape(samples: n, channels: c, spatial: h * w)
                 let x = try device.buffer(randomFloats(n * c * h * w, seed: 1).map { $0 * 2 + 0.5 })

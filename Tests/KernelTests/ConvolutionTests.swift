@@ -175,6 +175,8 @@ struct ConvolutionKernelTests {
         WindowCase(n: 1, c: 2, h: 7, w: 9, k: (3, 3), s: (2, 2), p: (1, 1), d: (1, 1)),
         WindowCase(n: 2, c: 1, h: 11, w: 6, k: (3, 2), s: (1, 2), p: (1, 0), d: (1, 1)),
         WindowCase(n: 1, c: 4, h: 13, w: 13, k: (5, 5), s: (3, 3), p: (2, 2), d: (1, 1)),
+        // 64 planes of 7 rows of 7 windows: several rows per work-item, the last four windows overlapping.
+        WindowCase(n: 8, c: 8, h: 14, w: 15, k: (2, 2), s: (2, 2), p: (0, 0), d: (1, 1)),
     ]
 
     @Test("max and average pooling, forward and backward, against the Double reference", arguments: poolCases)
