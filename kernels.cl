@@ -2785,24 +2785,29 @@ __kernel void pool_max2(const int planes, const int H, const int W, const int OH
 // dx of pool_max2: each output row writes its own two rows of dx (the windows tile the image: no
 // overlap, so no sum and no race); inputs outside every window (an odd last row or column) are
 // zeroed by the launcher beforehand. With act != 0 the gradient first goes back through the fused
-// activation, its derivative from the pooled output y (kiln_act_grad).
+// activation, its derivative from the pooled output y (kiln_act_grad). Work-item: `rows` output
+// rows of one plane, as pool_max2.
 __kernel void pool_max2_backward(const int planes, const int H, const int W, const int OH, const int OW,
                                  __global const float* dy, __global const int* idx, __global float* dx,
-                                 __global const float* y, const int act, const float slope) {
+                                 __global const float* y, const int act, const float slope, const int rows) {
+    const int blocks = (OH + rows - 1) / rows;
     const int item = get_global_id(0);
-    if (item >= planes * OH) return;
-    const int plane = item / OH, oh = item - plane * OH;
+    if (item >= planes * blocks) return;
+    const int plane = item / blocks, oh0 = (item - plane * blocks) * rows, oh1 = min(OH, oh0 + rows);
     __global float* out = dx + (long)plane * H * W;
-    __global const float* g = dy + (long)item * OW;
-    __global const float* pooled = y + (long)item * OW;
-    __global const int* at = idx + (long)item * OW;
-    for (int ow = 0; ow < OW; ++ow) {
-        const int a = (2 * oh) * W + 2 * ow, m = at[ow];
-        const float v = act ? KILN_ACT_GRAD(g[ow], pooled[ow], act, slope, float) : g[ow];
-        out[a] = m == a ? v : 0.0f;
-        out[a + 1] = m == a + 1 ? v : 0.0f;
-        out[a + W] = m == a + W ? v : 0.0f;
-        out[a + W + 1] = m == a + W + 1 ? v : 0.0f;
+    for (int oh = oh0; oh < oh1; ++oh) {
+        const long e = ((long)plane * OH + oh) * OW;
+        __global const float* g = dy + e;
+        __global const float* pooled = y + e;
+        __global const int* at = idx + e;
+        for (int ow = 0; ow < OW; ++ow) {
+            const int a = (2 * oh) * W + 2 * ow, m = at[ow];
+            const float v = act ? KILN_ACT_GRAD(g[ow], pooled[ow], act, slope, float) : g[ow];
+            out[a] = m == a ? v : 0.0f;
+            out[a + 1] = m == a + 1 ? v : 0.0f;
+            out[a + W] = m == a + W ? v : 0.0f;
+            out[a + W + 1] = m == a + W + 1 ? v : 0.0f;
+        }
     }
 }
 

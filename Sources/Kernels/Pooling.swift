@@ -45,9 +45,10 @@ extension KernelLibrary {
         if window.isTwoByTwo {
             // An odd last row or column belongs to no window: zero it (all of dx, simplest) first.
             if window.height % 2 != 0 || window.width % 2 != 0 { try dx.fill(0) }
-            try launch1D(.poolMax2Backward, window.samples * window.channels * window.outputHeight,
+            let planes = window.samples * window.channels, rows = rowsPerItem(window.outputHeight, planes: planes)
+            try launch1D(.poolMax2Backward, planes * ((window.outputHeight + rows - 1) / rows),
                          arguments: window.planeArguments + [dy, indices, dx, output ?? dy, activation?.code ?? 0,
-                                                             activation?.parameter ?? 0])
+                                                             activation?.parameter ?? 0, Int32(rows)])
             return
         }
         try launch1D(.poolMaxBackward, window.samples * window.channels * window.height,
