@@ -73,19 +73,27 @@ struct ConvolutionKernelTests {
 
     @Test("the three convolution products against the Double reference, staged and through global columns")
     func products() throws {
-        var stagings: Set<Bool> = [], outerProducts: Set<Bool> = []
+        var stagings: Set<Bool> = [], outerProducts: Set<Bool> = [], inputGradients: Set<Bool> = []
         for kernels in try Self.convolutionLibraries() {
             let device = kernels.device
             // (N, C, O, H, W, kernel, stride, padding, dilation): narrow and wide outputs, a stride,
             // a dilation, odd sizes, one channel.
+            // (2, 32, 40, …) is wide enough both ways for the staged input gradient (a forward
+            // convolution of dy into 32 outputs) on a CPU.
             for (n, c, o, h, w, k, st, pd, dl) in [(3, 2, 5, 7, 9, 3, 1, 1, 1), (3, 16, 64, 9, 10, 3, 1, 1, 1),
                                                   (2, 1, 32, 11, 6, 3, 1, 1, 1), (2, 3, 7, 9, 8, 5, 2, 2, 1),
-                                                  (9, 4, 6, 8, 7, 3, 1, 2, 2)] {
+                                                  (9, 4, 6, 8, 7, 3, 1, 2, 2), (2, 32, 40, 9, 11, 3, 1, 1, 1)] {
                 let t = WindowCase(n: n, c: c, h: h, w: w, k: (k, k), s: (st, st), p: (pd, pd), d: (dl, dl))
                 let g = try t.geometry()
                 let (p, ckk) = (g.outputPlane, g.patchSize)
                 let staged = kernels.convolutionStagesColumns(g, outChannels: o)
                 stagings.insert(staged)
+                if st == 1, dl == 1, pd <= k - 1 {
+                    // The stride-1 input gradient: the forward convolution of dy, padded K − 1 − P.
+                    let transposed = try WindowGeometry(samples: n, channels: o, height: g.outputHeight, width: g.outputWidth,
+                                                        kernel: (k, k), padding: (k - 1 - pd, k - 1 - pd))
+                    inputGradients.insert(kernels.convolutionStagesColumns(transposed, outChannels: c))
+                }
                 if !staged && !kernels.config.isGPU {
                     outerProducts.insert(kernels.weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk))
                 }
@@ -125,6 +133,7 @@ struct ConvolutionKernelTests {
         let cpu = try !TestDevice.kernels().config.isGPU
         #expect(stagings == [false, true] || !cpu, "stagings \(stagings)")
         #expect(outerProducts == [false, true] || !cpu, "weight-gradient forms \(outerProducts)")
+        #expect(inputGradients == [false, true] || !cpu, "input gradients staged \(inputGradients)")
     }
 
     /// A CPU device as PoCL describes it: `width` floats per native vector, `localMemory` bytes.
