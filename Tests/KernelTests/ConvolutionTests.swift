@@ -79,10 +79,11 @@ struct ConvolutionKernelTests {
             // (N, C, O, H, W, kernel, stride, padding, dilation): narrow and wide outputs, a stride,
             // a dilation, odd sizes, one channel.
             // (2, 32, 40, …) is wide enough both ways for the staged input gradient (a forward
-            // convolution of dy into 32 outputs) on a CPU.
+            // convolution of dy into 32 outputs) on a CPU; (2, 16, 32, …) stages a dilated forward.
             for (n, c, o, h, w, k, st, pd, dl) in [(3, 2, 5, 7, 9, 3, 1, 1, 1), (3, 16, 64, 9, 10, 3, 1, 1, 1),
                                                   (2, 1, 32, 11, 6, 3, 1, 1, 1), (2, 3, 7, 9, 8, 5, 2, 2, 1),
-                                                  (9, 4, 6, 8, 7, 3, 1, 2, 2), (2, 32, 40, 9, 11, 3, 1, 1, 1)] {
+                                                  (9, 4, 6, 8, 7, 3, 1, 2, 2), (2, 32, 40, 9, 11, 3, 1, 1, 1),
+                                                  (2, 16, 32, 10, 9, 3, 1, 2, 2)] {
                 let t = WindowCase(n: n, c: c, h: h, w: w, k: (k, k), s: (st, st), p: (pd, pd), d: (dl, dl))
                 let g = try t.geometry()
                 let (p, ckk) = (g.outputPlane, g.patchSize)
