@@ -2540,10 +2540,8 @@ inline void kiln_stage_padded(__global const float* xs, const int count, const i
     }
     for (int e = lid; e < slack; e += L) xp[(long)count * C * Hp * Wp + e] = 0.0f;
 }
-// Zeros past the padded planes: a vector of the last row may read up to KILN_VEC runs ahead, and
-// the direct product's last tile (kiln_conv_direct) up to a tile and a kernel row past the planes.
-#define KILN_CONV_SLACK(Wp, KW, DW) \
-    max((KILN_VEC + 2) * (Wp) + KILN_VEC, KILN_CONV_TNV * KILN_VEC + ((KW) - 1) * (DW) + KILN_VEC)
+// Zeros past the padded planes: a vector of the last row may read up to KILN_VEC runs ahead.
+#define KILN_CONV_SLACK(Wp) ((KILN_VEC + 2) * (Wp) + KILN_VEC)
 
 // Row (c, i, j) of a stride-1 sample's columns from its padded planes xp (see above).
 inline void kiln_im2col_row_padded(__local const float* xp, const int row, const int KH, const int KW,
@@ -2562,61 +2560,7 @@ inline void kiln_im2col_row_padded(__local const float* xp, const int row, const
     }
 }
 
-// The stride-1 forward product straight from the padded planes, with no columns: over positions
-// n' = oh * Wp + ow' of the padded width, row (c, i, j) of the columns is the run of xp starting
-// at c * Hp * Wp + i * DH * Wp + j * DW, so a vector of B is one unaligned load of xp. The lanes
-// with ow' >= OW (and those past the last row) are computed and dropped at the store. A work-item
-// holds KILN_CONV_TM output channels by KILN_CONV_TNV vectors of positions; the tile grid (the
-// work-group) runs over (OH * Wp / tile width, O / KILN_CONV_TM), its last row of tiles shifted back
-// inside O.
-inline void kiln_conv_direct(const int O, const int CKK, __global const float* w, __local const float* xp,
-                             const int KH, const int KW, const int DH, const int DW, const int Hp, const int Wp,
-                             const int OH, const int OW, __global float* y, __global const float* bias,
-                             const int flags, const float slope) {
-    const int TV = KILN_CONV_TNV * KILN_VEC;
-    const int n0 = get_global_id(0) * TV, r0 = get_global_id(1) * KILN_CONV_TM;
-    if (n0 >= OH * Wp || r0 >= O) return;
-    const int rows = min(O, KILN_CONV_TM), o0 = min(r0, O - rows);
-    floatv acc[KILN_CONV_TM][KILN_CONV_TNV];
-    KILN_UNROLL for (int r = 0; r < KILN_CONV_TM; ++r)
-        KILN_UNROLL for (int t = 0; t < KILN_CONV_TNV; ++t) acc[r][t] = 0.0f;
-    int wrow[KILN_CONV_TM];
-    KILN_UNROLL for (int r = 0; r < KILN_CONV_TM; ++r) wrow[r] = (o0 + min(r, rows - 1)) * CKK;
-    __local const float* b = xp + n0;
-    for (int c = 0, k = 0; k < CKK; ++c) {
-        for (int i = 0; i < KH; ++i) {
-            for (int j = 0; j < KW; ++j, ++k) {
-                __local const float* bk = b + (c * Hp + i * DH) * Wp + j * DW;
-                floatv v[KILN_CONV_TNV];
-                KILN_UNROLL for (int t = 0; t < KILN_CONV_TNV; ++t) v[t] = vloadv(0, bk + t * KILN_VEC);
-                KILN_UNROLL for (int r = 0; r < KILN_CONV_TM; ++r) {
-                    const float a = w[wrow[r] + k];
-                    KILN_UNROLL for (int t = 0; t < KILN_CONV_TNV; ++t) acc[r][t] = fma(a, v[t], acc[r][t]);
-                }
-            }
-        }
-    }
-    const int P = OH * OW;
-    KILN_UNROLL for (int r = 0; r < KILN_CONV_TM; ++r) {
-        if (r >= rows) break;
-        const int o = o0 + r;
-        const float bo = (flags & 2) ? bias[o] : 0.0f;
-        __global float* yo = y + (long)o * P;
-        KILN_UNROLL for (int t = 0; t < KILN_CONV_TNV; ++t) {
-            float lanes[KILN_VEC];
-            vstorev(acc[r][t], 0, lanes);
-            const int first = n0 + t * KILN_VEC;
-            int oh = first / Wp, ow = first - oh * Wp;
-            for (int l = 0; l < KILN_VEC && oh < OH; ++l) {
-                if (ow < OW) KILN_MM_STORE1(yo + oh * OW + ow, lanes[l], bo, flags, slope);
-                if (++ow == Wp) { ow = 0; ++oh; }
-            }
-        }
-    }
-}
-
-// y[n] [O, OH*OW] = act(w [O, C*KH*KW] · cols[n] + bias), cols[n] staged; with stride 1 the
-// product reads the staged padded planes directly (kiln_conv_direct). Work-group: sample n.
+// y[n] [O, OH*OW] = act(w [O, C*KH*KW] · cols[n] + bias), cols[n] staged. Work-group: sample n.
 __kernel void conv_forward_staged(const int8 g, const int8 s, const int O, const int flags, const float slope,
                                   __global const float* x, __global const float* w, __global const float* bias,
                                   __global float* y, __local float* xp, __local float* cols) {
@@ -2625,18 +2569,14 @@ __kernel void conv_forward_staged(const int8 g, const int8 s, const int O, const
     KILN_CONV_STAGING;
     const int n = get_group_id(2);
     __global const float* xs = x + (long)n * C * H * W;
-    if (stride1) kiln_stage_padded(xs, 1, C, H, W, PH, PW, KILN_CONV_SLACK(Wp, KW, DW), lid, L, xp);
+    if (stride1) kiln_stage_padded(xs, 1, C, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (!stride1) {
-        for (int row = lid; row < CKK; row += L) kiln_im2col_row_local(xs, row, g, s, cols + row * Pp);
+    for (int row = lid; row < CKK; row += L) {
+        if (stride1) kiln_im2col_row_padded(xp, row, KH, KW, DH, DW, OH, OW, Hp, Wp, P, cols + row * Pp);
+        else kiln_im2col_row_local(xs, row, g, s, cols + row * Pp);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (stride1) {
-        kiln_conv_direct(O, CKK, w, xp, KH, KW, DH, DW, Hp, Wp, OH, OW, y + (long)n * O * P, bias, flags, slope);
-    } else {
-        kiln_conv_outer_forward(O, P, CKK, w, CKK, 1, cols, Pp, y + (long)n * O * P, P, 1, bias, 1, 0, flags, slope,
-                                1, 0, 0);
-    }
+    kiln_conv_outer_forward(O, P, CKK, w, CKK, 1, cols, Pp, y + (long)n * O * P, P, 1, bias, 1, 0, flags, slope, 1, 0, 0);
 }
 
 // partial[grp] [O, C*KH*KW] = sum over the group's samples n of dy[n] · cols[n]^T, `per` samples
@@ -2656,7 +2596,7 @@ __kernel void conv_weight_grad_staged(const int8 g, const int8 s, const int O, c
         const int count = min(chunk, last - n0);
         __global const float* xs = x + (long)n0 * C * H * W;
         barrier(CLK_LOCAL_MEM_FENCE);  // the previous chunk's products are done with the staging
-        if (stride1) kiln_stage_padded(xs, count, C, H, W, PH, PW, KILN_CONV_SLACK(Wp, KW, DW), lid, L, xp);
+        if (stride1) kiln_stage_padded(xs, count, C, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
         for (int r = lid; r < count * O; r += L) {
             const int q = r / O, o = r - q * O;
             __global const float* src = dy + ((long)(n0 + q) * O + o) * P;

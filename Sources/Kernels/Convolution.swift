@@ -209,19 +209,16 @@ public struct StagingPlan: Sendable, Equatable {
         guard Self.outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
         let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
         func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
-        let stride1 = window.stride == (1, 1)
-        let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
-        // With stride 1 the forward product runs over the positions of the padded width (OH · Wp,
-        // kernels.cl's kiln_conv_direct), straight from the staged planes.
-        forward = grid(o, stride1 ? window.outputHeight * wp : p)
+        forward = grid(o, p)
         // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
         weight = grid(ckk, o)
         weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
         // Floats staged (as kernels.cl lays them out): padded planes (stride 1 only) with their
-        // slack (KILN_CONV_SLACK), column rows of Pp = P rounded up to the vector, transposed dy.
+        // slack, column rows of Pp = P rounded up to the vector, transposed dy.
+        let stride1 = window.stride == (1, 1)
+        let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
         let pp = (p + vec - 1) / vec * vec
-        let slack = stride1 ? max((vec + 2) * wp + vec, tv + (window.kernel.1 - 1) * window.dilation.1 + vec) : 1
-        let plane = stride1 ? c * hp * wp : 0
+        let (plane, slack) = (stride1 ? c * hp * wp : 0, stride1 ? (vec + 2) * wp + vec : 1)
         let perSample = plane + ckk * pp + p * o
         // (Half the local memory for the block alone, as before, sent the CNN's input gradient
         // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
@@ -233,8 +230,7 @@ public struct StagingPlan: Sendable, Equatable {
         let groupCount = min(n, max(2, 4 * computeUnits))
         perGroup = (n + groupCount - 1) / groupCount
         chunk = max(1, min(perGroup, (budget - slack) / perSample))
-        // (A stride-1 forward stages no columns; its second argument is a placeholder.)
-        forwardLocal = [4 * (plane + slack), stride1 ? 16 : 4 * ckk * pp]
+        forwardLocal = [4 * (plane + slack), 4 * ckk * pp]
         weightLocal = [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o]
         groups = (n + perGroup - 1) / perGroup
     }
