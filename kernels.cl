@@ -2702,7 +2702,7 @@ __kernel void pool_max_backward(const int8 g, const int8 s, __global const float
 }
 
 // 2 x 2 max pooling with stride 2 (the common case): no window loops and no bounds (the windows
-// tile the image). Work-item: one output row (plane, oh), four outputs at a time as float4 (the
+// tile the image). Work-item: rows of one plane (below), four outputs at a time as float4 (the
 // rows' even and odd elements). Same results as pool_max: scanning in index order, a value
 // replaces the maximum when larger, or when it is the first NaN -- written with selects and
 // bitwise masks (for scalars too: isnan is 1 or 0 there, so ~isnan is -1 or -2), never branches
@@ -2889,9 +2889,10 @@ __kernel void pool_max2_bn_backward_partial(const int N, const int C, const int 
 #endif
 }
 
-// Work-item: `rows` pairs of input rows (plane, 2 oh .. 2 oh + 1) of one plane (all of them and,
-// with an odd H, the last row alone on a CPU; one on a GPU), four windows at a time as float4 like
-// pool_max2, the last four of a row overlapping the ones before.
+// Work-item: `rows` pairs of input rows (plane, 2 oh .. 2 oh + 1) of one plane (several on a CPU,
+// up to all of them and, with an odd H, the last row alone; one on a GPU), four windows at a time
+// as float4 like pool_max2, the last four of a row overlapping the ones before (so dx must not be
+// x or dy: the overlap reads them again after the first four are written).
 __kernel void pool_max2_bn_backward_dx(const int8 g, const float slope, __global const float* x,
                                        __global const float* dy, __global const int* idx,
                                        __global const float* y, __global const float* coef,

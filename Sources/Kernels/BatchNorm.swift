@@ -208,6 +208,9 @@ extension KernelLibrary {
                            perChannel: [("saveMean", saveMean), ("saveInvstd", saveInvstd)], gamma: gamma, beta: nil,
                            requirePair: false)
         for (label, buffer) in [("dy", dy), ("output", y)] { try Check.count(name, label, buffer, window.outputCount) }
+        guard dx !== x, dx !== dy, dx !== y else {
+            throw ShapeError("\(name): dx must be a buffer of its own, not x, dy or the output (it is written while they are read).")
+        }
         try Check.count(name, "indices", indices, window.outputCount)
         let grads = try pair(name, "dgamma", dgamma, "dbeta", dbeta, channels: shape.channels)
         guard (gamma == nil) == (grads == nil) else {

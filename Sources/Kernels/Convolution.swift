@@ -203,8 +203,13 @@ public struct StagingPlan: Sendable, Equatable {
     /// leaving a quarter for the output rows streaming through.
     public init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
                  localMemory: UInt64, maxGroup: Int, computeUnits: Int) {
-        guard o >= 1, vec >= 1 else { return nil }
         let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
+        // Sizes a device buffer can index, so that the products below cannot overflow.
+        let limit = Int(Int32.max)
+        guard (1...limit).contains(o), (1...64).contains(vec), (1...64).contains(tiles.tileRows),
+              (1...64).contains(tiles.vectors), [n, p, ckk, c].allSatisfy({ (1...limit).contains($0) }),
+              [window.height, window.width, window.padding.0, window.padding.1, window.kernel.1, window.dilation.1]
+                  .allSatisfy({ (0...limit).contains($0) }) else { return nil }
         // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
         guard Self.outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
         let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
@@ -218,20 +223,29 @@ public struct StagingPlan: Sendable, Equatable {
         let stride1 = window.stride == (1, 1)
         let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
         let pp = (p + vec - 1) / vec * vec
-        let (plane, slack) = (stride1 ? c * hp * wp : 0, stride1 ? (vec + 2) * wp + vec : 1)
-        let perSample = plane + ckk * pp + p * o
+        let slack = stride1 ? (vec + 2) * wp + vec : 1
+        // Each product in floats, nil past Int: then nothing of it fits.
+        func product(_ factors: Int...) -> Int? {
+            factors.reduce(Int?(1)) { total, f in total.flatMap { t in
+                let (v, overflow) = t.multipliedReportingOverflow(by: f)
+                return overflow ? nil : v
+            } }
+        }
+        guard let plane = stride1 ? product(c, hp, wp) : 0, let columns = product(ckk, pp), let dyT = product(p, o),
+              let weights = product(o, ckk) else { return nil }
+        let perSample = plane + columns + dyT
         // (Half the local memory for the block alone, as before, sent the CNN's input gradient
         // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
-        let budget = Int(min(localMemory / 4 * 3, 1 << 30)) / 4 - o * ckk
+        let budget = Int(min(localMemory / 4 * 3, 1 << 30)) / 4 - weights
         let largest = min(maxGroup, 4096)
-        guard plane + slack + ckk * pp <= budget, perSample + slack <= budget,
+        guard plane <= budget, columns <= budget, dyT <= budget, plane + slack + columns <= budget, perSample + slack <= budget,
               [forward, weight].allSatisfy({ $0[0] * $0[1] <= largest }) else { return nil }
         // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
         let groupCount = min(n, max(2, 4 * computeUnits))
         perGroup = (n + groupCount - 1) / groupCount
         chunk = max(1, min(perGroup, (budget - slack) / perSample))
-        forwardLocal = [4 * (plane + slack), 4 * ckk * pp]
-        weightLocal = [4 * (chunk * plane + slack), 4 * chunk * ckk * pp, 4 * chunk * p * o]
+        forwardLocal = [4 * (plane + slack), 4 * columns]
+        weightLocal = [4 * (chunk * plane + slack), 4 * chunk * columns, 4 * chunk * dyT]
         groups = (n + perGroup - 1) / perGroup
     }
 

@@ -246,7 +246,9 @@ struct BatchNormTests {
             let device = kernels.device
             // Odd sizes; more samples than a chunk; rows of 7 and 5 windows (the last four overlapping
             // the ones before) in work-items of several rows (enough planes for more than one per item).
-            for (n, c, h, w) in [(3, 4, 7, 9), (2, 3, 8, 6), (130, 2, 5, 4), (40, 3, 9, 14), (33, 2, 12, 11)] {
+            // (1, 3, 51, 8): 26 row pairs a plane, the last an odd row, in short blocks on 2 cores.
+            for (n, c, h, w) in [(3, 4, 7, 9), (2, 3, 8, 6), (130, 2, 5, 4), (40, 3, 9, 14), (33, 2, 12, 11),
+                                 (1, 3, 51, 8)] {
                 let window = try WindowGeometry(samples: n, channels: c, height: h, width: w, kernel: (2, 2), stride: (2, 2))
                 let shape = BatchNormShape(samples: n, channels: c, spatial: h * w)
                 let x = try device.buffer(randomFloats(n * c * h * w, seed: 1).map { $0 * 2 + 0.5 })
@@ -311,6 +313,15 @@ struct BatchNormTests {
         #expect(throws: ShapeError.self) {
             try kernels.batchNormBackward(x: x, dy: y, shape: BatchNormShape(samples: 3, channels: 4), gamma: c4, saveMean: c4, saveInvstd: c4b,
                                           dx: y, dgamma: nil, dbeta: nil)
+        }
+        // The fused pooling backward writes dx while it reads x and dy: they must differ.
+        let window = try WindowGeometry(samples: 1, channels: 3, height: 2, width: 2, kernel: (2, 2), stride: (2, 2))
+        let pooled = try d.buffer(Float.self, count: 3), indices = try d.buffer(Int32.self, count: 3)
+        let c3b = try d.buffer(Float.self, count: 3)
+        #expect(throws: ShapeError.self) {
+            try kernels.batchNormMaxPoolBackward(x: x, gradOutput: pooled, indices: indices, output: c3b, window,
+                                                 activation: nil, gamma: nil, saveMean: c3, saveInvstd: c3b, dx: x,
+                                                 dgamma: nil, dbeta: nil)
         }
         // One row is fine in eval mode.
         try kernels.batchNormForwardInference(x: c4, shape: BatchNormShape(samples: 1, channels: 4), gamma: nil, beta: nil, runningMean: c4b,
