@@ -2203,6 +2203,29 @@ KILN_MM_DEFINE_NN(matmul_, kiln_mm_outer_main)
 #if KILN_MM_HAS(2)
 KILN_MM_DEFINE_NT(matmul_small_, kiln_mm_dot_small)
 KILN_MM_DEFINE_NT(matmul_, kiln_mm_dot_main)
+/* nt with at most KILN_MM_NARROW columns (a Linear layer's narrow output: the classes): one
+ * work-item per row of C, each column's dot product along K in a vector accumulator of its own,
+ * so a row of A is loaded once for all the columns. Not for summed batches. */
+#define KILN_MM_NARROW 16
+__kernel void matmul_narrow_nt(KILN_MM_ARGS) {
+    KILN_MM_BATCH();
+    const int m = get_global_id(0);
+    if (m >= M) return;
+    __global const float* a = A + m * lda;
+    floatv acc[KILN_MM_NARROW];
+    KILN_UNROLL for (int j = 0; j < KILN_MM_NARROW; ++j) acc[j] = 0.0f;
+    const int kv = K / KILN_VEC * KILN_VEC;
+    for (int k = 0; k < kv; k += KILN_VEC) {
+        const floatv x = vloadv(0, a + k);
+        KILN_UNROLL for (int j = 0; j < KILN_MM_NARROW; ++j)
+            if (j < N) acc[j] = fma(x, vloadv(0, B + j * ldb + k), acc[j]);
+    }
+    for (int j = 0; j < N && j < KILN_MM_NARROW; ++j) {
+        float x = kiln_hsum(acc[j]);
+        for (int k = kv; k < K; ++k) x = fma(a[k], B[j * ldb + k], x);
+        kiln_mm_store1(C + m * ldc + j, x, (flags & 2) ? bias[(flags & 4) ? m : j] : 0.0f, flags, slope);
+    }
+}
 #endif
 #if KILN_MM_HAS(3)
 KILN_MM_DEFINE_TN(matmul_small_, kiln_mm_outer_small)

@@ -70,6 +70,7 @@ public enum KernelName: String, CaseIterable, Sendable {
     case matmulTT = "matmul_tt"
     case matmulSmallNN = "matmul_small_nn"
     case matmulSmallNT = "matmul_small_nt"
+    case matmulNarrowNT = "matmul_narrow_nt"
     case matmulSmallTN = "matmul_small_tn"
     case matmulSmallTT = "matmul_small_tt"
     case matmulSumNN = "matmul_sum_nn"
@@ -97,7 +98,7 @@ public enum KernelName: String, CaseIterable, Sendable {
     /// and the staged convolutions are CPU-only).
     public func isBuilt(for kind: DeviceKind) -> Bool {
         switch self {
-        case .matmulSmallNN, .matmulSmallNT, .matmulSmallTN, .matmulSmallTT,
+        case .matmulSmallNN, .matmulSmallNT, .matmulNarrowNT, .matmulSmallTN, .matmulSmallTT,
              .matmulSumNN, .matmulSumTN, .matmulSumTT,
              .convForwardStaged, .convWeightGradStaged: kind == .cpu
         default: true

@@ -95,7 +95,7 @@ extension KernelLibrary {
         if let tiles { try validate(tiles) }
         var chosen = batch.sums ? nil : tiles ?? tunedTiles(for: shape)
         if let chosen = chosen ?? (batch.sums ? nil : config.matmul), chosen.ntTransposesB, shape.variant == "nt",
-           ldb == k, !isGPU {
+           ldb == k, !isGPU, n > Self.narrowColumns {
             // Bᵀ once (per product when each has its own B), then the outer-product kernel.
             let matrices = batch.count > 1 && batch.strideB > 0 ? batch.count : 1
             if b.count == matrices * n * k, matrices == 1 || batch.strideB == n * k {
@@ -151,6 +151,10 @@ extension KernelLibrary {
         try launch(kernel, global: global, local: local, arguments: arguments, in: program, exact: isGPU)
     }
 
+    /// The widest nt product (columns of C) that runs as `matmul_narrow_nt` on a CPU: one work-item
+    /// per row of C with a vector accumulator per column (`KILN_MM_NARROW` in kernels.cl).
+    static let narrowColumns = 16
+
     /// The tiles `matmul` uses for `shape` when none are given: the tuned ones, else the rule table's.
     public func tiles(for shape: MatmulShape) -> MatmulConfig {
         shape.summed > 1 ? config.matmul : tunedTiles(for: shape) ?? config.matmul
@@ -171,6 +175,10 @@ extension KernelLibrary {
         let vec = tiles.vectorWidth ?? self.vec
         // tt computes Cᵀ = B·A, so its tiles run over (n, m).
         let (rows, cols) = transposeA && transposeB ? (n, m) : (m, n)
+        // nt of a few columns, not summed: one work-item per row, all columns at once.
+        if transposeB, !transposeA, !summed, n <= Self.narrowColumns {
+            return (.matmulNarrowNT, [roundUp(m, 16), 1, batch], [16, 1, 1])
+        }
         if cols < tiles.vectors * vec || rows < tiles.tileRows {
             return (.matmul(transposeA: transposeA, transposeB: transposeB, small: true),
                     [roundUp(up(cols, tiles.smallWidth), 2), roundUp(up(rows, tiles.smallRows), 8), batch], [2, 8, 1])
