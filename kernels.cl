@@ -2584,22 +2584,31 @@ inline void kiln_im2col_row_padded(__local const float* xp, const int row, const
 }
 
 // y[n] [O, OH*OW] = act(w [O, C*KH*KW] · cols[n] + bias), cols[n] staged. Work-group: sample n.
+// The sample's channels are staged `chunkC` at a time (all of them when its columns fit the local
+// memory): each chunk's product runs over its C*KH*KW rows and adds into y, the bias with the first.
+// The host chunks only products without an activation (the epilogue applies it before adding y).
 __kernel void conv_forward_staged(const int8 g, const int8 s, const int O, const int flags, const float slope,
-                                  __global const float* x, __global const float* w, __global const float* bias,
-                                  __global float* y, __local float* xp, __local float* cols) {
+                                  const int chunkC, __global const float* x, __global const float* w,
+                                  __global const float* bias, __global float* y, __local float* xp,
+                                  __local float* cols) {
     KILN_GEOMETRY;
     KILN_CONV_WORKGROUP;
     KILN_CONV_STAGING;
-    const int n = get_group_id(2);
+    const int n = get_group_id(2), KK = KH * KW;
     __global const float* xs = x + (long)n * C * H * W;
-    if (stride1) kiln_stage_padded(xs, 1, C, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int row = lid; row < CKK; row += L) {
-        if (stride1) kiln_im2col_row_padded(xp, row, KH, KW, DH, DW, OH, OW, Hp, Wp, P, cols + row * Pp);
-        else kiln_im2col_row_local(xs, row, g, s, cols + row * Pp);
+    for (int c0 = 0; c0 < C; c0 += chunkC) {
+        const int cc = min(chunkC, C - c0);
+        if (c0 > 0) barrier(CLK_LOCAL_MEM_FENCE);  // the previous chunk's products are done with the staging
+        if (stride1) kiln_stage_padded(xs + (long)c0 * H * W, 1, cc, H, W, PH, PW, KILN_CONV_SLACK(Wp), lid, L, xp);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int row = lid; row < cc * KK; row += L) {
+            if (stride1) kiln_im2col_row_padded(xp, row, KH, KW, DH, DW, OH, OW, Hp, Wp, P, cols + row * Pp);
+            else kiln_im2col_row_local(xs, c0 * KK + row, g, s, cols + row * Pp);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        kiln_conv_outer_forward(O, P, cc * KK, w + c0 * KK, CKK, 1, cols, Pp, y + (long)n * O * P, P, 1, bias, 1, 0,
+                                c0 == 0 ? flags : (flags & ~2) | 1, slope, 1, 0, 0);
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    kiln_conv_outer_forward(O, P, CKK, w, CKK, 1, cols, Pp, y + (long)n * O * P, P, 1, bias, 1, 0, flags, slope, 1, 0, 0);
 }
 
 // partial[grp] [O, C*KH*KW] = sum over the group's samples n of dy[n] · cols[n]^T, `per` samples

@@ -73,11 +73,22 @@ extension KernelLibrary {
                        batch: MatmulBatch(count: n, strideA: 0, strideB: ckk * p, strideC: o * p))
             return
         }
-        let (plan, flags) = (staged.plan, (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4)
-        try launch(.convForwardStaged, global: plan.forward + [n], local: plan.forward + [1],
-                   arguments: window.arguments + [Int32(o), Int32(flags), activation?.parameter ?? 0, x, weight,
-                                                  bias ?? weight, y] + plan.forwardLocal.map(LocalMemory.init(bytes:)),
-                   in: staged.program)
+        try launchStagedForward(x, weight: weight, bias: bias, window, outChannels: o, activation: activation,
+                                plan: staged.plan.forwardPlan, program: staged.program, into: y)
+    }
+
+    /// `conv_forward_staged` with `plan` (its tile grid, local memory and channels per chunk).
+    private func launchStagedForward(_ x: Buffer<Float>, weight: Buffer<Float>, bias: Buffer<Float>?, _ window: WindowGeometry,
+                                     outChannels o: Int, activation: Activation?, plan: StagedForwardPlan,
+                                     program: Program, into y: Buffer<Float>) throws {
+        guard plan.channels == window.channels || activation == nil else {
+            throw ShapeError("convolutionForward \(window): an activation cannot be fused into a product staged in chunks of channels.")
+        }
+        let flags = (bias != nil ? 2 : 0) | 4 | Int(activation?.code ?? 0) << 4
+        try launch(.convForwardStaged, global: plan.grid + [window.samples], local: plan.grid + [1],
+                   arguments: window.arguments + [Int32(o), Int32(flags), activation?.parameter ?? 0, Int32(plan.channels),
+                                                  x, weight, bias ?? weight, y] + plan.local.map(LocalMemory.init(bytes:)),
+                   in: program)
     }
 
     /// Launches a convolution's weight gradient: `dw` [O, C·KH·KW] = Σₙ `dy[n]` [O, OH·OW] ·
@@ -138,18 +149,36 @@ extension KernelLibrary {
         try Check.count(what, "dy", dy, try Strided.count(what, [n, o, p]))
         try Check.count(what, "weight", weight, try Strided.count(what, [o, ckk]))
         try Check.count(what, "dx", dx, window.inputCount)
-        if let transposed = transposedWindow(window, outChannels: o), staging(transposed, outChannels: window.channels) != nil {
+        if let (transposed, plan, program) = inputGradientStaging(window, outChannels: o) {
             let flipped = try device.buffer(Float.self, count: o * ckk)
             try launch1D(.convWeightFlip, o * ckk, Int32(o), Int32(window.channels), Int32(window.kernel.0),
                          Int32(window.kernel.1), weight, flipped)
-            try convolutionForward(dy, weight: flipped, bias: nil, transposed, outChannels: window.channels, columns: nil,
-                                   into: dx)
+            try launchStagedForward(dy, weight: flipped, bias: nil, transposed, outChannels: window.channels,
+                                    activation: nil, plan: plan, program: program, into: dx)
             return
         }
         let dcols = try device.buffer(Float.self, count: try Strided.count(what, [n, ckk, p]))
         try matmul(weight, dy, into: dcols, m: ckk, n: p, k: o, transposeA: true,
                    batch: MatmulBatch(count: n, strideA: 0, strideB: o * p, strideC: ckk * p))
         try col2im(dcols, window, into: dx)
+    }
+
+    /// How `convolutionInputGradient` stages `window`'s input gradient as a forward convolution of
+    /// `dy` (stride 1 on a staging device; dy's channels all at once or in chunks), or nil when it
+    /// runs through column gradients and col2im.
+    public func convolutionInputGradientPlan(_ window: WindowGeometry, outChannels o: Int) -> StagedForwardPlan? {
+        inputGradientStaging(window, outChannels: o)?.1
+    }
+
+    /// The transposed window, the staged forward plan and its program for `window`'s input gradient, or nil.
+    private func inputGradientStaging(_ window: WindowGeometry, outChannels o: Int)
+        -> (WindowGeometry, StagedForwardPlan, Program)? {
+        guard !isGPU, config.stagesConvolutionColumns, let transposed = transposedWindow(window, outChannels: o) else { return nil }
+        let (program, tiles) = convolutionProgram()
+        guard let plan = StagedForwardPlan(transposed, outChannels: window.channels, tiles: tiles,
+                                           vectorWidth: tiles.vectorWidth ?? vec, localMemory: device.info.localMemory,
+                                           maxGroup: device.info.maxWorkGroupSize) else { return nil }
+        return (transposed, plan, program)
     }
 
     /// The window whose forward convolution of `dy` [N, O, OH, OW] gives a stride-1 convolution's
@@ -193,6 +222,12 @@ public struct StagingPlan: Sendable, Equatable {
     /// Samples per group of the weight gradient, the groups, and the samples staged at a time.
     public var perGroup: Int, groups: Int, chunk: Int
 
+    /// The forward product's launch: all of a sample's channels at once.
+    public var forwardPlan: StagedForwardPlan {
+        StagedForwardPlan(grid: forward, local: forwardLocal, channels: channels)
+    }
+    private var channels: Int
+
     /// The plan for `window` with `outChannels` outputs and `tiles` (vectors of `vectorWidth`
     /// floats), or nil when the kernels cannot stage it on a device with `localMemory` bytes of
     /// local memory, groups of `maxGroup` and `computeUnits` cores: too few tiles for the weight
@@ -203,27 +238,109 @@ public struct StagingPlan: Sendable, Equatable {
     /// leaving a quarter for the output rows streaming through.
     public init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
                  localMemory: UInt64, maxGroup: Int, computeUnits: Int) {
+        guard let sizes = StagedSizes(window, outChannels: o, tiles: tiles, vectorWidth: vec, localMemory: localMemory,
+                                      maxGroup: maxGroup) else { return nil }
+        let (n, ckk) = (window.samples, window.patchSize)
+        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
+        guard Self.outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
+        forward = sizes.grid(o, window.outputPlane)
+        // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
+        weight = sizes.grid(ckk, o)
+        weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
+        // (Half the local memory for the block alone, as before, sent the CNN's input gradient
+        // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
+        let (plane, columns, dyT, slack) = (sizes.plane, sizes.columns, sizes.dyT, sizes.slack)
+        let budget = sizes.budget - sizes.weights
+        let perSample = plane + columns + dyT
+        guard plane <= budget, columns <= budget, dyT <= budget, plane + slack + columns <= budget, perSample + slack <= budget,
+              [forward, weight].allSatisfy({ $0[0] * $0[1] <= sizes.largestGroup }) else { return nil }
+        // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
+        let groupCount = min(n, max(2, 4 * computeUnits))
+        perGroup = (n + groupCount - 1) / groupCount
+        chunk = max(1, min(perGroup, (budget - slack) / perSample))
+        forwardLocal = [4 * (plane + slack), 4 * columns]
+        weightLocal = [4 * (chunk * plane + slack), 4 * chunk * columns, 4 * chunk * dyT]
+        groups = (n + perGroup - 1) / perGroup
+        channels = window.channels
+    }
+
+    /// At least 16 full tiles of `tiles` (vectors `vec` wide) in the [C·KH·KW, O] output.
+    static func outerProductTiles(outChannels o: Int, patchSize ckk: Int, tiles: MatmulConfig, vec: Int) -> Bool {
+        let (columnTiles, rowTiles) = (o / (tiles.vectors * vec), ckk / tiles.tileRows)
+        return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
+    }
+}
+
+/// The launch of `conv_forward_staged` alone, for a product that needs no staged weight gradient
+/// (a stride-1 convolution's input gradient, run as the forward convolution of dy): its tile grid,
+/// the bytes of its `__local` arguments, and the input channels staged at a time. A sample whose
+/// columns do not fit the local memory is staged in chunks of channels, each adding its product
+/// into the output.
+///
+/// ```swift
+/// // The CNN's second input gradient (dy: 64 channels, 14 × 14, into 32) on a core of 512 KiB.
+/// let dyWindow = try WindowGeometry(samples: 128, channels: 64, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+/// let plan = StagedForwardPlan(dyWindow, outChannels: 32, tiles: MatmulConfig(), vectorWidth: 8,
+///                              localMemory: 512 << 10, maxGroup: 4096)
+/// // plan?.channels == 32: two chunks of 32 channels
+/// ```
+public struct StagedForwardPlan: Sendable, Equatable {
+    /// The tile grid of the product [O, OH·OW] (one work-group per sample).
+    public var grid: [Int]
+    /// Bytes of the `__local` arguments: a chunk's padded planes (with their slack) and its columns.
+    public var local: [Int]
+    /// Input channels staged at a time.
+    public var channels: Int
+
+    init(grid: [Int], local: [Int], channels: Int) {
+        (self.grid, self.local, self.channels) = (grid, local, channels)
+    }
+
+    /// The plan for `window` into `outChannels` with `tiles` (vectors of `vectorWidth` floats), or
+    /// nil when not even one channel's staged block fits with its weights in three quarters of
+    /// `localMemory`, or the tile grid exceeds a group of `maxGroup`. The channels are split into
+    /// the fewest equal chunks that fit.
+    public init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
+                 localMemory: UInt64, maxGroup: Int) {
+        guard let sizes = StagedSizes(window, outChannels: o, tiles: tiles, vectorWidth: vec, localMemory: localMemory,
+                                      maxGroup: maxGroup) else { return nil }
+        let c = window.channels
+        // Per channel: its padded plane, its KH·KW column rows and its weights; all below c, so
+        // these cannot overflow where the whole sizes did not.
+        let perChannel = sizes.plane / c + sizes.columns / c + sizes.weights / c
+        let fitting = (sizes.budget - sizes.slack) / perChannel
+        grid = sizes.grid(o, window.outputPlane)
+        guard fitting >= 1, grid[0] * grid[1] <= sizes.largestGroup else { return nil }
+        let chunks = (c + fitting - 1) / fitting
+        channels = (c + chunks - 1) / chunks
+        local = [4 * (sizes.plane / c * channels + sizes.slack), 4 * (sizes.columns / c * channels)]
+    }
+}
+
+/// Floats a staged convolution lays out in local memory (as kernels.cl does) for one sample, and
+/// the budget they must fit: shared by `StagingPlan` and `StagedForwardPlan`.
+private struct StagedSizes {
+    /// Padded planes (stride 1 only), column rows of Pp = P rounded up to the vector, transposed
+    /// dy, the weights [O, C·KH·KW], and the zeros past the planes that vector reads may touch.
+    var plane: Int, columns: Int, dyT: Int, weights: Int, slack: Int
+    /// Three quarters of the local memory, in floats; the largest group.
+    var budget: Int, largestGroup: Int
+    var tileColumns: Int, tileRows: Int
+
+    init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
+          localMemory: UInt64, maxGroup: Int) {
         let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
         // Sizes a device buffer can index, so that the products below cannot overflow.
         let limit = Int(Int32.max)
         guard (1...limit).contains(o), (1...64).contains(vec), (1...64).contains(tiles.tileRows),
               (1...64).contains(tiles.vectors), [n, p, ckk, c].allSatisfy({ (1...limit).contains($0) }),
               [window.height, window.width, window.padding.0, window.padding.1, window.kernel.1, window.dilation.1]
-                  .allSatisfy({ (0...limit).contains($0) }) else { return nil }
-        // Staged, the weight gradient runs as outer products: that needs enough tiles, as unstaged.
-        guard Self.outerProductTiles(outChannels: o, patchSize: ckk, tiles: tiles, vec: vec) else { return nil }
-        let (tv, tm) = (tiles.vectors * vec, tiles.tileRows)
-        func grid(_ rows: Int, _ cols: Int) -> [Int] { [(cols + tv - 1) / tv, (rows + tm - 1) / tm] }
-        forward = grid(o, p)
-        // The weight gradient's group also stages: at least 64 work-items (those past the tiles only stage).
-        weight = grid(ckk, o)
-        weight[1] = max(weight[1], (64 + weight[0] - 1) / weight[0])
-        // Floats staged (as kernels.cl lays them out): padded planes (stride 1 only) with their
-        // slack, column rows of Pp = P rounded up to the vector, transposed dy.
+                  .allSatisfy({ (0...limit).contains($0) }), maxGroup >= 1 else { return nil }
+        (tileColumns, tileRows) = (tiles.vectors * vec, tiles.tileRows)
         let stride1 = window.stride == (1, 1)
         let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)
         let pp = (p + vec - 1) / vec * vec
-        let slack = stride1 ? (vec + 2) * wp + vec : 1
+        slack = stride1 ? (vec + 2) * wp + vec : 1
         // Each product in floats, nil past Int: then nothing of it fits.
         func product(_ factors: Int...) -> Int? {
             factors.reduce(Int?(1)) { total, f in total.flatMap { t in
@@ -233,25 +350,13 @@ public struct StagingPlan: Sendable, Equatable {
         }
         guard let plane = stride1 ? product(c, hp, wp) : 0, let columns = product(ckk, pp), let dyT = product(p, o),
               let weights = product(o, ckk) else { return nil }
-        let perSample = plane + columns + dyT
-        // (Half the local memory for the block alone, as before, sent the CNN's input gradient
-        // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
-        let budget = Int(min(localMemory / 4 * 3, 1 << 30)) / 4 - weights
-        let largest = min(maxGroup, 4096)
-        guard plane <= budget, columns <= budget, dyT <= budget, plane + slack + columns <= budget, perSample + slack <= budget,
-              [forward, weight].allSatisfy({ $0[0] * $0[1] <= largest }) else { return nil }
-        // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
-        let groupCount = min(n, max(2, 4 * computeUnits))
-        perGroup = (n + groupCount - 1) / groupCount
-        chunk = max(1, min(perGroup, (budget - slack) / perSample))
-        forwardLocal = [4 * (plane + slack), 4 * columns]
-        weightLocal = [4 * (chunk * plane + slack), 4 * chunk * columns, 4 * chunk * dyT]
-        groups = (n + perGroup - 1) / perGroup
+        (self.plane, self.columns, self.dyT, self.weights) = (plane, columns, dyT, weights)
+        budget = Int(min(localMemory / 4 * 3, 1 << 30)) / 4
+        largestGroup = min(maxGroup, 4096)
     }
 
-    /// At least 16 full tiles of `tiles` (vectors `vec` wide) in the [C·KH·KW, O] output.
-    static func outerProductTiles(outChannels o: Int, patchSize ckk: Int, tiles: MatmulConfig, vec: Int) -> Bool {
-        let (columnTiles, rowTiles) = (o / (tiles.vectors * vec), ckk / tiles.tileRows)
-        return columnTiles >= 1 && rowTiles >= 1 && columnTiles * rowTiles >= 16
+    /// The tile grid of a [rows, cols] output: vector tiles along dimension 0, row tiles along 1.
+    func grid(_ rows: Int, _ cols: Int) -> [Int] {
+        [(cols + tileColumns - 1) / tileColumns, (rows + tileRows - 1) / tileRows]
     }
 }

@@ -100,9 +100,7 @@ struct ConvolutionKernelTests {
                 stagings.insert(staged)
                 if st == 1, dl == 1, pd <= k - 1 {
                     // The stride-1 input gradient: the forward convolution of dy, padded K − 1 − P.
-                    let transposed = try WindowGeometry(samples: n, channels: o, height: g.outputHeight, width: g.outputWidth,
-                                                        kernel: (k, k), padding: (k - 1 - pd, k - 1 - pd))
-                    inputGradients.insert(kernels.convolutionStagesColumns(transposed, outChannels: c))
+                    inputGradients.insert(kernels.convolutionInputGradientPlan(g, outChannels: o) != nil)
                 }
                 if !staged && !kernels.config.isGPU {
                     outerProducts.insert(kernels.weightGradientRunsAsOuterProducts(outChannels: o, patchSize: ckk))
@@ -149,6 +147,36 @@ struct ConvolutionKernelTests {
         #expect(inputGradients == [false, true] || !cpu || !roomy, "input gradients staged \(inputGradients)")
     }
 
+    @Test("a stride-1 input gradient too large to stage at once is staged in chunks of dy's channels")
+    func chunkedInputGradient() throws {
+        let kernels = try TestDevice.kernels(), device = kernels.device
+        guard !kernels.config.isGPU else { return }
+        // dy's channels doubled until one sample's padded planes and columns no longer fit the
+        // device's local memory (9 input channels of 7 × 6, 3 × 3, padding 1, 2 samples).
+        let t = WindowCase(n: 2, c: 9, h: 7, w: 6, k: (3, 3), s: (1, 1), p: (1, 1), d: (1, 1))
+        let g = try t.geometry()
+        var o = 32
+        while let plan = kernels.convolutionInputGradientPlan(g, outChannels: o), plan.channels == o, o < 1 << 16 { o *= 2 }
+        let plan = try #require(kernels.convolutionInputGradientPlan(g, outChannels: o), "\(o) channels of dy")
+        #expect(plan.channels < o, "one chunk of \(plan.channels) for \(o) channels")
+        let (p, ckk, (k, _)) = (g.outputPlane, g.patchSize, t.k)
+        let weight = randomFloats(o * ckk, seed: 5), dy = randomFloats(t.n * o * p, seed: 6)
+        let dx = try device.buffer(Float.self, count: t.n * t.c * t.h * t.w)
+        try kernels.convolutionInputGradient(gradOutput: device.buffer(dy), weight: device.buffer(weight), g, outChannels: o,
+                                             into: dx)
+        var dxRef = [Double](repeating: 0, count: dx.count)
+        for s in 0..<t.n { for q in 0..<o { for a in 0..<g.outputHeight { for b in 0..<g.outputWidth {
+            let out = (s * o + q) * p + a * g.outputWidth + b
+            for ch in 0..<t.c { for i in 0..<k { for j in 0..<k {
+                let (ih, iw) = (a - 1 + i, b - 1 + j)
+                if ih >= 0, ih < t.h, iw >= 0, iw < t.w {
+                    dxRef[((s * t.c + ch) * t.h + ih) * t.w + iw] += Double(dy[out]) * Double(weight[((q * t.c + ch) * k + i) * k + j])
+                }
+            } } }
+        } } } }
+        expectClose(try dx.toArray(), dxRef, rtol: 1e-4, atol: 1e-4, "input gradient of \(t) → \(o), \(plan.channels) channels at a time")
+    }
+
     /// A CPU device as PoCL describes it: `width` floats per native vector, `localMemory` bytes.
     static func cpu(width: Int, localMemory: UInt64) -> DeviceInfo {
         DeviceInfo(platformIndex: 0, deviceIndex: 0, typeIndex: 0, name: "cpu", vendor: "test", platformName: "test",
@@ -192,6 +220,19 @@ struct ConvolutionKernelTests {
         for (window, o) in [(conv2, 64), (inputGradient, 32)] {
             #expect(plan(window, o, 1 << 18) == nil, "\(window) → \(o) with 256 KiB")
         }
+        // With AVX2's tiles in 512 KiB neither the layer nor its input gradient stages whole; the
+        // input gradient alone (no weight gradient) stages dy in two chunks of 32 channels, and in
+        // four of 16 in 256 KiB. Not one channel fits in 8 KiB.
+        let avx2 = KernelConfig(for: Self.cpu(width: 8, localMemory: 1 << 19)).convolution
+        func forwardPlan(_ bytes: UInt64) -> StagedForwardPlan? {
+            StagedForwardPlan(inputGradient, outChannels: 32, tiles: avx2, vectorWidth: 8, localMemory: bytes, maxGroup: 4096)
+        }
+        #expect(StagingPlan(inputGradient, outChannels: 32, tiles: avx2, vectorWidth: 8, localMemory: 1 << 19, maxGroup: 4096,
+                            computeUnits: 2) == nil)
+        #expect(forwardPlan(1 << 19)?.channels == 32 && forwardPlan(1 << 18)?.channels == 16 && forwardPlan(1 << 13) == nil)
+        #expect(forwardPlan(1 << 19)?.local == [4 * (32 * 16 * 16 + 10 * 16 + 8), 4 * 32 * 9 * 200])
+        #expect(StagedForwardPlan(inputGradient, outChannels: 32, tiles: tiles, vectorWidth: 16, localMemory: 1 << 20,
+                                  maxGroup: 4096)?.channels == 64)
         // Too few output tiles for the weight gradient's outer products: one output channel.
         #expect(plan(conv2, 1, 1 << 30) == nil)
         // Sizes no device buffer can hold, and a forged geometry, are refused rather than trapped.
