@@ -158,7 +158,8 @@ public enum BenchSuite {
     /// runs them (`convolutionStagesColumns`: each sample's columns staged in local memory, or
     /// im2col columns in global memory, whose im2col and col2im are then counted in the products):
     /// the forward product (per sample, [O, C·9] · [C·9, 784 or 196]), the weight gradient
-    /// (Σₙ dy[n] · cols[n]ᵀ) and the input gradient (col2im of Wᵀ · dy[n]); then the global im2col and
+    /// (Σₙ dy[n] · cols[n]ᵀ) and the input gradient (staged: dy convolved with the flipped weights; else
+    /// col2im of Wᵀ · dy[n]); then the global im2col and
     /// col2im alone, the 2 × 2 max pooling and BatchNorm2d that go with them. FLOPs count 2·N·O·C·9·P
     /// for each product.
     static func convolutions(_ r: BenchRunner) throws -> [BenchResult] {
@@ -178,7 +179,7 @@ public enum BenchSuite {
             var unstaged = r.kernels.config
             unstaged.stagesConvolutionColumns = false
             var libraries = [r.kernels]
-            if r.kernels.convolutionStagesColumns(window, outChannels: o) {
+            if r.kernels.convolutionStagesColumns(window, outChannels: o) || r.kernels.convolutionInputGradientPlan(window, outChannels: o) != nil {
                 libraries.append(try KernelLibrary(device: r.device, config: unstaged))
             }
             for kernels in libraries {
@@ -193,7 +194,11 @@ public enum BenchSuite {
                                                           outChannels: o, into: dw)
                 })
                 if c > 1 {
-                    results.append(try r.measure("\(name) input grad (\(path))", shape: [ckk, o, p, n], flops: flops) {
+                    // The input gradient stages on its own (dy's channels, in chunks when a sample does not fit).
+                    let plan = kernels.convolutionInputGradientPlan(window, outChannels: o)
+                    let chunks = plan.map { (o + $0.channels - 1) / $0.channels } ?? 0
+                    let how = chunks == 0 ? "im2col" : chunks == 1 ? "staged" : "staged, \(chunks) chunks"
+                    results.append(try r.measure("\(name) input grad (\(how))", shape: [ckk, o, p, n], flops: flops) {
                         try kernels.convolutionInputGradient(gradOutput: g, weight: w, window, outChannels: o, into: dx)
                     })
                 }
