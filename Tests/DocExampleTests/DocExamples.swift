@@ -240,7 +240,7 @@ private func example14() throws {
     _ = (warmupThenCosine, scheduler, board, trainer, ())
 }
 
-// Sources/Kiln/Kiln.docc/TuningKernels.md:59
+// Sources/Kiln/Kiln.docc/TuningKernels.md:62
 private func example15() throws {
 
     let device = try Device.open("cpu", profiling: true)
@@ -341,7 +341,7 @@ private func example23() throws {
     _ = (device, kernels, window, x, cols, ())
 }
 
-// Sources/Kernels/Convolution.swift:181
+// Sources/Kernels/Convolution.swift:210
 private func example24() throws {
     // The CNN's second convolution at batch 128, on a core whose cache PoCL reports as 1 MiB.
     let window = try WindowGeometry(samples: 128, channels: 32, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
@@ -352,8 +352,18 @@ private func example24() throws {
     _ = (window, tiles, plan, ())
 }
 
-// Sources/Kernels/CrossEntropy.swift:19
+// Sources/Kernels/Convolution.swift:283
 private func example25() throws {
+    // The CNN's second input gradient (dy: 64 channels, 14 × 14, into 32) on a core of 512 KiB.
+    let dyWindow = try WindowGeometry(samples: 128, channels: 64, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
+    let plan = StagedForwardPlan(dyWindow, outChannels: 32, tiles: MatmulConfig(), vectorWidth: 8,
+                                 localMemory: 512 << 10, maxGroup: 4096)
+    // plan?.channels == 32: two chunks of 32 channels
+    _ = (dyWindow, plan, ())
+}
+
+// Sources/Kernels/CrossEntropy.swift:19
+private func example26() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let logits = try device.buffer([2, 0, 0, 0, 3, 0] as [Float]), targets = try device.buffer([0, 1] as [Int32])
@@ -363,7 +373,7 @@ private func example25() throws {
 }
 
 // Sources/Kernels/CrossEntropy.swift:97
-private func example26() throws {
+private func example27() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let loss = try device.buffer([Float.nan]), sum = try device.buffer([Float(0)])
@@ -373,7 +383,7 @@ private func example26() throws {
 }
 
 // Sources/Kernels/DataMovement.swift:24
-private func example27() throws {
+private func example28() throws {
     // the transpose of [2, 3] by strides: y[j, i] = x[i, j]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -383,7 +393,7 @@ private func example27() throws {
 }
 
 // Sources/Kernels/Dropout.swift:22
-private func example28() throws {
+private func example29() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([Float](repeating: 1, count: 100)), out = try device.buffer(Float.self, count: 100)
@@ -392,7 +402,7 @@ private func example28() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:83
-private func example29() throws {
+private func example30() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2] as [Float]), y = try device.buffer([10, 20] as [Float])
@@ -401,7 +411,7 @@ private func example29() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:98
-private func example30() throws {
+private func example31() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let h = try device.buffer([1, 2, 3, 4] as [Float]), bias = try device.buffer([10, 20] as [Float])
@@ -410,7 +420,7 @@ private func example30() throws {
 }
 
 // Sources/Kernels/Elementwise.swift:147
-private func example31() throws {
+private func example32() throws {
     // [4, 1] + [1, 3] -> [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -421,7 +431,7 @@ private func example31() throws {
 }
 
 // Sources/Kernels/KernelConfig.swift:21
-private func example32() throws {
+private func example33() throws {
     let device = try Device.shared()
     let config = KernelConfig(for: device.info)              // the rule table
     let gpuPath = KernelConfig(for: device.info, kind: .gpu)  // the other path, for tests
@@ -429,7 +439,7 @@ private func example32() throws {
 }
 
 // Sources/Kernels/KernelLibrary.swift:17
-private func example33() throws {
+private func example34() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let x = try device.buffer([1, 2, 3] as [Float]), y = try device.buffer([1, 1, 1] as [Float])
@@ -438,7 +448,7 @@ private func example33() throws {
 }
 
 // Sources/Kernels/Matmul.swift:42
-private func example34() throws {
+private func example35() throws {
     // y = relu(x · wᵀ + b) for x [2, 3], w [4, 3]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -449,7 +459,7 @@ private func example34() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:86
-private func example35() throws {
+private func example36() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, 0.5] as [Float])
@@ -460,7 +470,7 @@ private func example35() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:122
-private func example36() throws {
+private func example37() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -470,7 +480,7 @@ private func example36() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:138
-private func example37() throws {
+private func example38() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -481,7 +491,7 @@ private func example37() throws {
 }
 
 // Sources/Kernels/Optimizers.swift:197
-private func example38() throws {
+private func example39() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let w = try device.buffer([1, 2] as [Float]), dw = try device.buffer([0.5, -0.5] as [Float])
@@ -492,7 +502,7 @@ private func example38() throws {
 }
 
 // Sources/Kernels/Random.swift:35
-private func example39() throws {
+private func example40() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let words = try device.buffer(UInt32.self, count: 8)
@@ -501,7 +511,7 @@ private func example39() throws {
 }
 
 // Sources/Kernels/Random.swift:52
-private func example40() throws {
+private func example41() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -510,7 +520,7 @@ private func example40() throws {
 }
 
 // Sources/Kernels/Random.swift:75
-private func example41() throws {
+private func example42() throws {
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
     let weights = try device.buffer(Float.self, count: 256)
@@ -519,7 +529,7 @@ private func example41() throws {
 }
 
 // Sources/Kernels/Reductions.swift:39
-private func example42() throws {
+private func example43() throws {
     // a bias gradient: the column sums of a [3, 2] gradient
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -529,7 +539,7 @@ private func example42() throws {
 }
 
 // Sources/Kernels/Reductions.swift:76
-private func example43() throws {
+private func example44() throws {
     // [2, 3, 4] summed over its middle axis -> [2, 4]
     let device = try Device.shared()
     let kernels = try KernelLibrary.shared(for: device)
@@ -539,14 +549,14 @@ private func example43() throws {
 }
 
 // Sources/Layers/Convolution.swift:10
-private func example44() throws {
+private func example45() throws {
     let conv = try Conv2d(1, 32, kernelSize: 3, padding: 1)
     let features = try conv(Tensor.zeros([8, 1, 28, 28]))    // [8, 32, 28, 28]
     _ = (conv, features, ())
 }
 
 // Sources/Layers/Init.swift:8
-private func example45() throws {
+private func example46() throws {
     let layer = try Linear(784, 256)
     try Init.kaimingNormal(layer.weight, mode: .fanOut, nonlinearity: .relu)   // nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
     if let bias = layer.bias { try Init.zeros(bias) }
@@ -555,7 +565,7 @@ private func example45() throws {
 }
 
 // Sources/Layers/Module.swift:22
-private func example46() throws {
+private func example47() throws {
     final class CircleModel: Module {
         let layer_1: Linear
         let layer_2: Linear
@@ -573,14 +583,14 @@ private func example46() throws {
 }
 
 // Sources/Layers/Sequential.swift:13
-private func example47() throws {
+private func example48() throws {
     let model = Sequential(try Linear(784, 256), ReLU(), try Linear(256, 10))
     print(model)          // Sequential( (0): Linear(...) (1): ReLU() (2): Linear(...) )
     _ = (model, ())
 }
 
 // Sources/Support/Console.swift:9
-private func example48() throws {
+private func example49() throws {
     let console = Console(json: true)
     console.say("Device: cpu")                                    // stderr: a person reads it
     try console.emit(["type": "result", "test_accuracy": 0.875])  // stdout: {"test_accuracy":0.875,"type":"result"}
@@ -588,21 +598,21 @@ private func example48() throws {
 }
 
 // Sources/Support/SplitMix64.swift:6
-private func example49() throws {
+private func example50() throws {
     var rng = SplitMix64(seed: 42)
     let order = rng.permutation(10)     // the same 10 indices in the same order everywhere
     _ = (rng, order, ())
 }
 
 // Sources/Tensor/Arithmetic.swift:206
-private func example50() throws {
+private func example51() throws {
     let x = try Tensor([-2, -1, 0, 1, 2])
     let clipped = try Tensor.where(x .> 0, x, Tensor.zeros([1]))   // [0, 0, 0, 1, 2]
     _ = (x, clipped, ())
 }
 
 // Sources/Tensor/Convolution.swift:37
-private func example51() throws {
+private func example52() throws {
     let images = try Tensor.randn([8, 1, 28, 28], seed: 1)
     let weight = try Tensor.randn([16, 1, 3, 3], seed: 2, requiresGrad: true)
     let features = try images.conv2d(weight: weight, padding: 1)   // [8, 16, 28, 28]
@@ -610,7 +620,7 @@ private func example51() throws {
 }
 
 // Sources/Tensor/GradientClipping.swift:5
-private func example52() throws {
+private func example53() throws {
     let w = try Tensor([[3, 4]], requiresGrad: true)
     try (w * w).sum().backward()                       // grad = [6, 8], norm 10
     let norm = try clipGradNorm([w], maxNorm: 5)       // grad = [3, 4] (scaled by 5 / (10 + 1e-6))
@@ -620,7 +630,7 @@ private func example52() throws {
 }
 
 // Sources/Tensor/Matmul.swift:11
-private func example53() throws {
+private func example54() throws {
     let a = try Tensor.randn([8, 3, 4], seed: 1), b = try Tensor.randn([4, 5], seed: 2)
     let c = try a.matmul(b)                               // [8, 3, 5]
     let d = try a.matmul(a, transposeB: true)             // [8, 3, 3]
@@ -628,14 +638,14 @@ private func example53() throws {
 }
 
 // Sources/Tensor/RandomState.swift:30
-private func example54() throws {
+private func example55() throws {
     let a = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }
     let b = try RandomState.withSeed(7) { try Tensor.rand([3]).toArray() }   // a == b
     _ = (a, b, ())
 }
 
 // Sources/Tensor/Reductions.swift:89
-private func example55() throws {
+private func example56() throws {
     let x = try Tensor([[1, 2, 3], [4, 5, 6]])
     let rows = try x.sum(axis: 1)                  // [6, 15]
     let all = try x.sum()                          // 21
@@ -643,28 +653,28 @@ private func example55() throws {
 }
 
 // Sources/Tensor/Reductions.swift:144
-private func example56() throws {
+private func example57() throws {
     let logits = try Tensor([[0.1, 2, 0.3], [5, 1, 1]])
     let classes = try logits.argmax(axis: 1)       // [1, 0]
     _ = (logits, classes, ())
 }
 
 // Sources/Tensor/Shape.swift:8
-private func example57() throws {
+private func example58() throws {
     let x = try Tensor.arange(0, 6).reshaped([2, 3])
     let column = try x.reshaped([-1, 1])          // [6, 1]
     _ = (x, column, ())
 }
 
 // Sources/Tensor/Shape.swift:76
-private func example58() throws {
+private func example59() throws {
     let nhwc = try Tensor.zeros([2, 4, 4, 3])
     let nchw = try nhwc.permuted([0, 3, 1, 2])    // [2, 3, 4, 4]
     _ = (nhwc, nchw, ())
 }
 
 // Sources/Tensor/Shape.swift:164
-private func example59() throws {
+private func example60() throws {
     let batch = try Tensor.zeros([8, 1, 28, 28])
     let first = try batch[0]                      // [1, 28, 28]
     let pixel = try batch[0, 0, 27, 27]           // []
@@ -672,14 +682,14 @@ private func example59() throws {
 }
 
 // Sources/Tensor/Shape.swift:222
-private func example60() throws {
+private func example61() throws {
     let a = try Tensor.ones([2, 3]), b = try Tensor.zeros([2, 1])
     let joined = try Tensor.concatenated([a, b], along: 1)   // [2, 4]
     _ = (a, b, joined, ())
 }
 
 // Sources/Tensor/Tensor.swift:27
-private func example61() throws {
+private func example62() throws {
     let x = try Tensor([[1, 2], [3, 4]], requiresGrad: true)
     let y = try (x * x).sum()
     try y.backward()
@@ -688,21 +698,21 @@ private func example61() throws {
 }
 
 // Sources/Tensor/Tensor.swift:120
-private func example62() throws {
+private func example63() throws {
     let points = try Tensor([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]])   // [3, 2]
     let weights = try Tensor([1.0, 2.0] as [Double], requiresGrad: true)
     _ = (points, weights, ())
 }
 
 // Sources/Training/Architecture.swift:84
-private func example63() throws {
+private func example64() throws {
     let spec = try ModelSpec.parse(Data(#"[{"type": "Linear", "in": 4, "out": 3}, {"type": "ReLU"}]"#.utf8))
     let model = try spec.makeModel()
     _ = (spec, model, ())
 }
 
 // Sources/Training/Callbacks.swift:182
-private func example64() throws {
+private func example65() throws {
     // Linear warm-up over the first 100 steps, multiplied by a cosine decay over 10 epochs.
     let schedule = LRSchedule.chained([.linearWarmup(steps: 100, startFactor: 0.1), .cosine(period: 10, minimum: 0)])
     print(schedule.rate(base: 1e-3, epoch: 0, step: 50))        // 5.5e-4
@@ -713,13 +723,13 @@ private func example64() throws {
 }
 
 // Sources/Training/Callbacks.swift:269
-private func example65() throws {
+private func example66() throws {
     let trainer = Trainer(maxEpochs: 30, callbacks: [try ReduceLROnPlateau(monitor: "val_loss", factor: 0.5, patience: 2)])
     _ = (trainer, ())
 }
 
 // Sources/Training/Data/CSVDataset.swift:27
-private func example66() throws {
+private func example67() throws {
     let houses = try CSVDataset(url: URL(fileURLWithPath: "houses.csv"), targetColumn: "price", task: .regression)
     let iris = try CSVDataset(url: URL(fileURLWithPath: "iris.csv"), targetColumn: 4, task: .classification)
     print(iris.classValues)   // ["setosa", "versicolor", "virginica"]
@@ -727,13 +737,13 @@ private func example66() throws {
 }
 
 // Sources/Training/Data/DataError.swift:8
-private func example67() throws {
+private func example68() throws {
     do { _ = try MNISTDataset(split: .test) }
     catch let error as DataError { print(error) }   // "/path/t10k-images-idx3-ubyte.gz: truncated ..."
 }
 
 // Sources/Training/Data/DataLoader.swift:12
-private func example68() throws {
+private func example69() throws {
     let model = Sequential(try Linear(784, 10))
     let optimizer = try SGD(model.parameters, lr: 0.1)
     let loader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 1)
@@ -750,14 +760,14 @@ private func example68() throws {
 }
 
 // Sources/Training/Data/Dataset.swift:35
-private func example69() throws {
+private func example70() throws {
     let data: any Dataset = try MNISTDataset(split: .test)
     print(data.count, data.featureShape, data.features)   // 10000 [28, 28] 784
     _ = (data, ())
 }
 
 // Sources/Training/Data/Dataset.swift:74
-private func example70() throws {
+private func example71() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     let ones = try xor.subset(classes: [1])   // the samples [0, 1] and [1, 0], both labelled 0
@@ -765,14 +775,14 @@ private func example70() throws {
 }
 
 // Sources/Training/Data/Dataset.swift:137
-private func example71() throws {
+private func example72() throws {
     let xor = try ArrayDataset(inputs: [0, 0, 0, 1, 1, 0, 1, 1], featureShape: [2],
                                targets: .classes([0, 1, 1, 0], classes: 2))
     _ = (xor, ())
 }
 
 // Sources/Training/Data/Gzip.swift:7
-private func example72() throws {
+private func example73() throws {
     let url = MNISTDataset.defaultFolder.appendingPathComponent("t10k-labels-idx1-ubyte.gz")
     let data = try Data(contentsOf: url)
     let bytes = Gzip.isGzip(data) ? try Gzip.decompress(data, name: url.path) : [UInt8](data)
@@ -780,14 +790,14 @@ private func example72() throws {
 }
 
 // Sources/Training/Data/IDX.swift:15
-private func example73() throws {
+private func example74() throws {
     let images = try IDXFile(contentsOf: MNISTDataset.defaultFolder.appendingPathComponent("t10k-images-idx3-ubyte.gz"))
     print(images.dimensions)   // [10000, 28, 28]
     _ = (images, ())
 }
 
 // Sources/Training/Data/MNIST.swift:10
-private func example74() throws {
+private func example75() throws {
     let test = try MNISTDataset(split: .test, limit: 1000)
     print(test.count, test.features, test.classNames[test.labels[0]])   // 1000 784 Ankle boot
     let (train, validation) = try MNISTDataset(split: .train).split(validationFraction: 0.1, seed: 0)
@@ -795,14 +805,14 @@ private func example74() throws {
 }
 
 // Sources/Training/Data/MNIST.swift:175
-private func example75() throws {
+private func example76() throws {
     let footwear = try MNISTDataset(split: .test).subset(classes: [5, 7, 9])
     print(footwear.classes, footwear.classNames)   // 3 ["Sandal", "Sneaker", "Ankle boot"]
     _ = (footwear, ())
 }
 
 // Sources/Training/Data/PNM.swift:22
-private func example76() throws {
+private func example77() throws {
     let image = try PGMImage(contentsOf: URL(fileURLWithPath: "shoe.pgm"))
     let small = try image.resized(width: 28, height: 28)   // a box filter: each pixel averages its area
     print(small.width, small.height, small.brightness.count)   // 28 28 784
@@ -810,14 +820,14 @@ private func example76() throws {
 }
 
 // Sources/Training/Data/Synthetic.swift:14
-private func example77() throws {
+private func example78() throws {
     let (points, labels) = try SyntheticData.circles(count: 1000, noise: 0.03, factor: 0.8, seed: 42)
     print(points.shape, labels.shape)   // [1000, 2] [1000, 1]
     _ = (points, labels, ())
 }
 
 // Sources/Training/DataParallel.swift:39
-private func example78() throws {
+private func example79() throws {
     func train(group: any ProcessGroup, model: Module, data: DataLoader) throws {
         let parallel = DataParallel(group: group)
         data.shard = try DataLoader.Shard(rank: group.rank, count: group.size)
@@ -828,7 +838,7 @@ private func example78() throws {
 }
 
 // Sources/Training/Optimizer.swift:11
-private func example79() throws {
+private func example80() throws {
     let model = Sequential(try Linear(4, 2))
     let optimizer = try Adam(model.parameters, lr: 1e-3)
     let loss = try model(Tensor.ones([3, 4])).sum()
@@ -839,7 +849,7 @@ private func example79() throws {
 }
 
 // Sources/Training/Report/History.swift:129
-private func example80() throws {
+private func example81() throws {
     var history = History()
     history.append(EpochRecord(epoch: 1, trainLoss: 0.41, validationAccuracy: 0.93,
                                seconds: 12.5, samplesPerSecond: 4800, learningRate: 1e-3))
@@ -851,7 +861,7 @@ private func example80() throws {
 }
 
 // Sources/Training/Report/Metrics.swift:6
-private func example81() throws {
+private func example82() throws {
     let report = try ClassificationReport(predicted: [0, 1, 1, 2], truth: [0, 1, 2, 2], classes: 3)
     print(report.precision)    // [1.0, 0.5, 1.0]
     print(report.recall)       // [1.0, 1.0, 0.5]
@@ -860,7 +870,7 @@ private func example81() throws {
 }
 
 // Sources/Training/Report/Plots.swift:10
-private func example82() throws {
+private func example83() throws {
     let history = try History(contentsOf: URL(fileURLWithPath: "runs/latest/history.json"))
     let folder = URL(fileURLWithPath: "runs/latest")
     try SVGPlot.write(SVGPlot.lossAndAccuracy(history: history), to: folder.appendingPathComponent("history.svg"))
@@ -870,14 +880,14 @@ private func example82() throws {
 }
 
 // Sources/Training/Report/RunFolder.swift:11
-private func example83() throws {
+private func example84() throws {
     let folder = try RunFolder.create(in: URL(fileURLWithPath: "runs"))   // runs/version_3, runs/latest → version_3
     let trainer = Trainer(maxEpochs: 10, outputFolder: folder)
     _ = (folder, trainer, ())
 }
 
 // Sources/Training/Report/TensorBoard.swift:252
-private func example84() throws {
+private func example85() throws {
     let board = try TensorBoardLogger(folder: URL(fileURLWithPath: "runs/tb"))
     let model = Sequential(try Linear(784, 10))
     let trainer = Trainer(maxEpochs: 5, callbacks: [board], logEvery: 50)
@@ -889,7 +899,7 @@ private func example84() throws {
 }
 
 // Sources/Training/Trainer.swift:58
-private func example85() throws {
+private func example86() throws {
     let model = Sequential(try Linear(784, 128), ReLU(), try Linear(128, 10))
     let trainLoader = try DataLoader(MNISTDataset(split: .train), batchSize: 128, shuffle: true, seed: 0)
     let testLoader = try DataLoader(MNISTDataset(split: .test), batchSize: 1000)
@@ -900,7 +910,7 @@ private func example85() throws {
 }
 
 // Sources/Tuning/Tuner.swift:15
-private func example86() throws {
+private func example87() throws {
     let device = try Device.open("cpu", profiling: true)
     let tuner = try Tuner(device: device, budget: 120)
     let tuned = try tuner.run { print($0.fraction, $0.message) }
@@ -909,4 +919,4 @@ private func example86() throws {
 }
 
 /// How many examples this file holds (the test compares it with the sources).
-let docExampleCount = 87
+let docExampleCount = 88
