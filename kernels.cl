@@ -2585,7 +2585,7 @@ inline void kiln_im2col_row_padded(__local const float* xp, const int row, const
 
 // y[n] [O, OH*OW] = act(w [O, C*KH*KW] · cols[n] + bias), cols[n] staged. Work-group: sample n.
 // The sample's channels are staged `chunkC` at a time (all of them when its columns fit the local
-// memory): each chunk's product runs over its C*KH*KW rows and adds into y, the bias with the first.
+// memory): each chunk's product runs over its cc*KH*KW rows and adds into y, the bias with the first.
 // The host chunks only products without an activation (the epilogue applies it before adding y).
 __kernel void conv_forward_staged(const int8 g, const int8 s, const int O, const int flags, const float slope,
                                   const int chunkC, __global const float* x, __global const float* w,

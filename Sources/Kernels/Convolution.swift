@@ -175,6 +175,10 @@ extension KernelLibrary {
         -> (WindowGeometry, StagedForwardPlan, Program)? {
         guard !isGPU, config.stagesConvolutionColumns, let transposed = transposedWindow(window, outChannels: o) else { return nil }
         let (program, tiles) = convolutionProgram()
+        // As when it needed the transposed window's whole staging: enough tiles of its weight
+        // gradient's shape (the rule the staged products were measured with).
+        guard StagingPlan.outerProductTiles(outChannels: window.channels, patchSize: transposed.patchSize, tiles: tiles,
+                                            vec: tiles.vectorWidth ?? vec) else { return nil }
         guard let plan = StagedForwardPlan(transposed, outChannels: window.channels, tiles: tiles,
                                            vectorWidth: tiles.vectorWidth ?? vec, localMemory: device.info.localMemory,
                                            maxGroup: device.info.maxWorkGroupSize) else { return nil }
@@ -253,8 +257,10 @@ public struct StagingPlan: Sendable, Equatable {
         // through col2im on a Zen 5 core with 1 MiB: 1.4 s more per epoch.)
         let (plane, columns, dyT, slack) = (sizes.plane, sizes.columns, sizes.dyT, sizes.slack)
         let budget = sizes.budget - sizes.weights
+        // Each part within the budget before any sum, so the sums cannot overflow.
+        guard plane <= budget, columns <= budget, dyT <= budget else { return nil }
         let perSample = plane + columns + dyT
-        guard plane <= budget, columns <= budget, dyT <= budget, plane + slack + columns <= budget, perSample + slack <= budget,
+        guard plane + slack + columns <= budget, perSample + slack <= budget,
               [forward, weight].allSatisfy({ $0[0] * $0[1] <= sizes.largestGroup }) else { return nil }
         // The weight gradient's samples in groups (partial sums added afterwards, in order): a few per core.
         let groupCount = min(n, max(2, 4 * computeUnits))
@@ -300,22 +306,26 @@ public struct StagedForwardPlan: Sendable, Equatable {
 
     /// The plan for `window` into `outChannels` with `tiles` (vectors of `vectorWidth` floats), or
     /// nil when not even one channel's staged block fits with its weights in three quarters of
-    /// `localMemory`, or the tile grid exceeds a group of `maxGroup`. The channels are split into
-    /// the fewest equal chunks that fit.
+    /// `localMemory`, the product is smaller than one tile either way, or the tile grid exceeds a
+    /// group of `maxGroup`. The channels are split into the fewest chunks that fit, all of one size
+    /// but the last, which may be shorter.
     public init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
                  localMemory: UInt64, maxGroup: Int) {
         guard let sizes = StagedSizes(window, outChannels: o, tiles: tiles, vectorWidth: vec, localMemory: localMemory,
                                       maxGroup: maxGroup) else { return nil }
         let c = window.channels
-        // Per channel: its padded plane, its KH·KW column rows and its weights; all below c, so
-        // these cannot overflow where the whole sizes did not.
-        let perChannel = sizes.plane / c + sizes.columns / c + sizes.weights / c
-        let fitting = (sizes.budget - sizes.slack) / perChannel
+        // Per channel: its padded plane, its KH·KW column rows and its weights, each checked
+        // against the budget before they are added, so the sum cannot overflow.
+        let (plane, columns, weights) = (sizes.plane / c, sizes.columns / c, sizes.weights / c)
+        // One full tile each way: a smaller product would run as scalar dot products.
+        guard plane <= sizes.budget, columns <= sizes.budget, weights <= sizes.budget,
+              o >= sizes.tileRows, window.outputPlane >= sizes.tileColumns else { return nil }
+        let fitting = (sizes.budget - sizes.slack) / (plane + columns + weights)
         grid = sizes.grid(o, window.outputPlane)
         guard fitting >= 1, grid[0] * grid[1] <= sizes.largestGroup else { return nil }
         let chunks = (c + fitting - 1) / fitting
         channels = (c + chunks - 1) / chunks
-        local = [4 * (sizes.plane / c * channels + sizes.slack), 4 * (sizes.columns / c * channels)]
+        local = [4 * (plane * channels + sizes.slack), 4 * (columns * channels)]
     }
 }
 

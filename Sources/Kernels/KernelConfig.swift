@@ -66,7 +66,7 @@ public struct KernelConfig: Sendable, Equatable {
             // accumulators, for AVX2's 16 registers) is what the tuning on a 2-core EPYC found
             // (BENCHMARKS.md, 2026-12-02 tuning).
             (matmul.tileRows, matmul.vectors, matmul.ntTransposesB) = (8, 3, true)
-        } else if kind == .cpu {
+        } else if kind == .cpu, vectorWidth == 8 {
             // AVX2 keeps 6 × 2, but an nt product (a Linear forward) runs as a transpose and nn:
             // `kiln tune` on a 2-core Zen 3 EPYC found it 1.62× faster for 128 × 256 × 128 and 1.32×
             // for 512³, as both AVX-512 tunings did (BENCHMARKS.md, 2026-12-02, Zen 3).

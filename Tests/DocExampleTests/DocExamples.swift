@@ -341,7 +341,7 @@ private func example23() throws {
     _ = (device, kernels, window, x, cols, ())
 }
 
-// Sources/Kernels/Convolution.swift:210
+// Sources/Kernels/Convolution.swift:214
 private func example24() throws {
     // The CNN's second convolution at batch 128, on a core whose cache PoCL reports as 1 MiB.
     let window = try WindowGeometry(samples: 128, channels: 32, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))
@@ -352,7 +352,7 @@ private func example24() throws {
     _ = (window, tiles, plan, ())
 }
 
-// Sources/Kernels/Convolution.swift:283
+// Sources/Kernels/Convolution.swift:289
 private func example25() throws {
     // The CNN's second input gradient (dy: 64 channels, 14 × 14, into 32) on a core of 512 KiB.
     let dyWindow = try WindowGeometry(samples: 128, channels: 64, height: 14, width: 14, kernel: (3, 3), padding: (1, 1))

@@ -182,17 +182,21 @@ public enum BenchSuite {
             if r.kernels.convolutionStagesColumns(window, outChannels: o) || r.kernels.convolutionInputGradientPlan(window, outChannels: o) != nil {
                 libraries.append(try KernelLibrary(device: r.device, config: unstaged))
             }
+            var layerPaths: Set<Bool> = []
             for kernels in libraries {
                 let staged = kernels.convolutionStagesColumns(window, outChannels: o)
                 let path = staged ? "staged" : "im2col"
-                results.append(try r.measure("\(name) forward (\(path))", shape: [o, ckk, p, n], flops: flops) {
-                    try kernels.convolutionForward(x, weight: w, bias: bias, window, outChannels: o,
-                                                   columns: staged ? nil : cols, into: y)
-                })
-                results.append(try r.measure("\(name) weight grad (\(path))", shape: [o, p, ckk, n], flops: flops) {
-                    try kernels.convolutionWeightGradient(gradOutput: g, input: x, columns: staged ? nil : cols, window,
-                                                          outChannels: o, into: dw)
-                })
+                // (When only the input gradient stages, both libraries run the layer through im2col: once.)
+                if layerPaths.insert(staged).inserted {
+                    results.append(try r.measure("\(name) forward (\(path))", shape: [o, ckk, p, n], flops: flops) {
+                        try kernels.convolutionForward(x, weight: w, bias: bias, window, outChannels: o,
+                                                       columns: staged ? nil : cols, into: y)
+                    })
+                    results.append(try r.measure("\(name) weight grad (\(path))", shape: [o, p, ckk, n], flops: flops) {
+                        try kernels.convolutionWeightGradient(gradOutput: g, input: x, columns: staged ? nil : cols, window,
+                                                              outChannels: o, into: dw)
+                    })
+                }
                 if c > 1 {
                     // The input gradient stages on its own (dy's channels, in chunks when a sample does not fit).
                     let plan = kernels.convolutionInputGradientPlan(window, outChannels: o)
