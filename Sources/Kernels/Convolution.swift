@@ -341,13 +341,17 @@ private struct StagedSizes {
 
     init?(_ window: WindowGeometry, outChannels o: Int, tiles: MatmulConfig, vectorWidth vec: Int,
           localMemory: UInt64, maxGroup: Int) {
+        // A window's fields are public: one changed after its init is checked again, by the init,
+        // before any of its derived sizes (which could overflow) is computed.
+        guard (try? WindowGeometry(samples: window.samples, channels: window.channels, height: window.height,
+                                   width: window.width, kernel: window.kernel, stride: window.stride,
+                                   padding: window.padding, dilation: window.dilation)) != nil else { return nil }
         let (n, p, ckk, c) = (window.samples, window.outputPlane, window.patchSize, window.channels)
         // Sizes a device buffer can index, so that the products below cannot overflow.
         let limit = Int(Int32.max)
         guard (1...limit).contains(o), (1...64).contains(vec), (1...64).contains(tiles.tileRows),
               (1...64).contains(tiles.vectors), [n, p, ckk, c].allSatisfy({ (1...limit).contains($0) }),
-              [window.height, window.width, window.padding.0, window.padding.1, window.kernel.1, window.dilation.1]
-                  .allSatisfy({ (0...limit).contains($0) }), maxGroup >= 1 else { return nil }
+              maxGroup >= 1 else { return nil }
         (tileColumns, tileRows) = (tiles.vectors * vec, tiles.tileRows)
         let stride1 = window.stride == (1, 1)
         let (hp, wp) = (window.height + 2 * window.padding.0, window.width + 2 * window.padding.1)

@@ -258,6 +258,11 @@ struct ConvolutionKernelTests {
         var forged = conv2
         forged.samples = 0
         #expect(plan(forged, 64, 1 << 20) == nil)
+        // Fields whose derived sizes overflow (dilation × kernel past Int): refused before they are computed.
+        var huge = inputGradient
+        (huge.kernel, huge.dilation) = ((4_000_000_000, 3), (4_000_000_000, 1))
+        #expect(plan(huge, 32, 1 << 30) == nil)
+        #expect(StagedForwardPlan(huge, outChannels: 32, tiles: avx2, vectorWidth: 8, localMemory: 1 << 30, maxGroup: 4096) == nil)
     }
 
     static let poolCases: [WindowCase] = [
