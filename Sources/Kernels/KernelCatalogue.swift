@@ -76,6 +76,8 @@ public enum KernelName: String, CaseIterable, Sendable {
     case matmulSumNN = "matmul_sum_nn"
     case matmulSumTN = "matmul_sum_tn"
     case matmulSumTT = "matmul_sum_tt"
+    case matmulPack = "matmul_pack"
+    case matmulPacked = "matmul_packed"
     case linearActBackward = "linear_act_backward"
 
     // Convolution, pooling and augmentation over NCHW
@@ -94,12 +96,12 @@ public enum KernelName: String, CaseIterable, Sendable {
     case poolAvgBackward = "pool_avg_backward"
     case augmentCropFlip = "augment_crop_flip"
 
-    /// Whether the program built for `kind` has this kernel (the small and summed matmul tiles
-    /// and the staged convolutions are CPU-only).
+    /// Whether the program built for `kind` has this kernel (the small, summed and packed matmul
+    /// tiles and the staged convolutions are CPU-only).
     public func isBuilt(for kind: DeviceKind) -> Bool {
         switch self {
         case .matmulSmallNN, .matmulSmallNT, .matmulNarrowNT, .matmulSmallTN, .matmulSmallTT,
-             .matmulSumNN, .matmulSumTN, .matmulSumTT,
+             .matmulSumNN, .matmulSumTN, .matmulSumTT, .matmulPack, .matmulPacked,
              .convForwardStaged, .convWeightGradStaged: kind == .cpu
         default: true
         }

@@ -69,8 +69,11 @@ public struct KernelConfig: Sendable, Equatable {
         } else if kind == .cpu, vectorWidth == 8 {
             // AVX2 keeps 6 × 2, but an nt product (a Linear forward) runs as a transpose and nn:
             // `kiln tune` on a 2-core Zen 3 EPYC found it 1.62× faster for 128 × 256 × 128 and 1.32×
-            // for 512³, as both AVX-512 tunings did (BENCHMARKS.md, 2026-12-02, Zen 3).
+            // for 512³, as both AVX-512 tunings did (BENCHMARKS.md, 2026-12-02, Zen 3). Large
+            // products pack their operands into panels: 1.3–2.0× at 1024³ on a Zen 1 EPYC, where
+            // the unpacked kernel ran at 0.6× OpenBLAS (BENCHMARKS.md, 2026-12-02, Zen 1).
             matmul.ntTransposesB = true
+            matmul.packsPanels = true
         }
         convolution = matmul
         if kind == .cpu, vectorWidth >= 16 {
@@ -154,6 +157,11 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
     /// floats apart first copies that operand to rows 16 floats wider (CPU): rows 2 or 4 KiB
     /// apart fall into the same cache sets (measured on PoCL: 1024³ at 100 → 190 GFLOP/s).
     public var padsWideRows = true
+    /// Whether a large product (≥ 2²⁶ multiply-adds, one product, at least a tile each way) first
+    /// copies op(A) and op(B) into panels of a tile's rows and columns (`matmul_pack`), so that
+    /// each work-item reads two sequential streams (`matmul_packed`; CPU). Packing replaces the
+    /// wide-row padding and the nt transpose for those products.
+    public var packsPanels = false
     /// Work-group shape of the large CPU kernels (tile columns, tile rows).
     public var group = [4, 4]
     /// GPU path: work-items per group along n and m (`KILN_MM_GLX`, `KILN_MM_GLY`), outputs per
@@ -168,7 +176,7 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case tileRows, vectors, kBlock, mainKBlock, swizzle, dotWidth, dotRows, dotCols, dotKBlock, smallRows, smallWidth
-        case ntTransposesB, padsWideRows, group, gpuGroup, gpuWork, gpuK, vectorWidth
+        case ntTransposesB, padsWideRows, packsPanels, group, gpuGroup, gpuWork, gpuK, vectorWidth
     }
 
     /// Decodes tiles, taking the defaults for keys a file does not have (one written before the
@@ -182,7 +190,8 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
         dotRows = try value(.dotRows, dotRows); dotCols = try value(.dotCols, dotCols)
         dotKBlock = try value(.dotKBlock, dotKBlock); smallRows = try value(.smallRows, smallRows)
         smallWidth = try value(.smallWidth, smallWidth); ntTransposesB = try value(.ntTransposesB, ntTransposesB)
-        padsWideRows = try value(.padsWideRows, padsWideRows); group = try value(.group, group)
+        padsWideRows = try value(.padsWideRows, padsWideRows); packsPanels = try value(.packsPanels, packsPanels)
+        group = try value(.group, group)
         gpuGroup = try value(.gpuGroup, gpuGroup); gpuWork = try value(.gpuWork, gpuWork); gpuK = try value(.gpuK, gpuK)
         vectorWidth = try c.decodeIfPresent(Int.self, forKey: .vectorWidth)
     }
@@ -199,11 +208,11 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
     }
 
     /// Whether these tiles compile to the same program as `other` (they may differ in launch
-    /// shape, in how nt products run and in padding, which are not `-D` values).
+    /// shape, in how nt products run, in padding and in packing, which are not `-D` values).
     public func buildsLike(_ other: MatmulConfig) -> Bool {
         var a = self, b = other
-        (a.group, a.ntTransposesB, a.padsWideRows) = ([], false, false)
-        (b.group, b.ntTransposesB, b.padsWideRows) = ([], false, false)
+        (a.group, a.ntTransposesB, a.padsWideRows, a.packsPanels) = ([], false, false, false)
+        (b.group, b.ntTransposesB, b.padsWideRows, b.packsPanels) = ([], false, false, false)
         return a == b
     }
 
@@ -251,6 +260,7 @@ public struct MatmulConfig: Sendable, Hashable, Codable {
             if mainKBlock > 0 { text += " kb\(mainKBlock)" }
             if ntTransposesB { text += " nt=T+nn" }
             if !padsWideRows { text += " nopad" }
+            if packsPanels { text += " packed" }
             return text
         }
     }

@@ -94,6 +94,12 @@ extension KernelLibrary {
                                 summed: batch.sums ? batch.count : 1)
         if let tiles { try validate(tiles) }
         var chosen = batch.sums ? nil : tiles ?? tunedTiles(for: shape)
+        if let wanted = chosen ?? (batch.sums ? nil : config.matmul), batch.count == 1, packs(shape, tiles: wanted),
+           try packedProduct(a, b, into: c, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
+                             lda: lda, ldb: ldb, ldc: ldc, bias: bias, flags: flags, activation: activation,
+                             tiles: wanted, explicit: tiles != nil, variant: shape.variant) {
+            return
+        }
         if let chosen = chosen ?? (batch.sums ? nil : config.matmul), chosen.ntTransposesB, shape.variant == "nt",
            ldb == k, !isGPU, n > Self.narrowColumns {
             // Bᵀ once (per product when each has its own B), then the outer-product kernel.
@@ -114,7 +120,7 @@ extension KernelLibrary {
         // Rows a multiple of 512 floats apart share cache sets: a large single product copies
         // such an operand to rows 16 floats wider first (a copy of O(size) against O(size^1.5) work).
         if let wanted = chosen ?? (batch.sums ? nil : config.matmul), wanted.padsWideRows, !isGPU, batch.count == 1,
-           Double(m) * Double(n) * Double(k) >= Double(1 << 26), lda % 512 == 0 || ldb % 512 == 0 {
+           Double(m) * Double(n) * Double(k) >= Self.largeProduct, lda % 512 == 0 || ldb % 512 == 0 {
             func padded(_ x: Buffer<Float>, rows: Int, cols: Int, ld: Int) throws -> (Buffer<Float>, Int) {
                 guard ld % 512 == 0 else { return (x, ld) }
                 let wider = ld + 16
@@ -135,20 +141,71 @@ extension KernelLibrary {
         // Tiles that build like the library's run in its program; others in a products program.
         // Tuned tiles whose program does not build here fall back to the rule table's; tiles
         // asked for explicitly throw.
-        var program: Program?
-        if let wanted = chosen, !wanted.buildsLike(config.matmul) {
-            if tiles != nil {
-                program = try productsProgram(for: wanted, variant: shape.variant)
-            } else if let built = try? productsProgram(for: wanted, variant: shape.variant) {
-                program = built
-            } else {
-                chosen = nil
-            }
-        }
+        let program: Program?
+        (program, chosen) = try productsProgram(for: chosen, explicit: tiles != nil, variant: shape.variant)
         let (kernel, global, local) = matmulLaunch(transposeA: transposeA, transposeB: transposeB, m: m, n: n,
                                                    batch: batch.sums ? 1 : batch.count, summed: batch.sums,
                                                    tiles: chosen ?? config.matmul)
         try launch(kernel, global: global, local: local, arguments: arguments, in: program, exact: isGPU)
+    }
+
+    /// Multiply-adds from which a single product counts as large: it may pad wide rows
+    /// (`MatmulConfig.padsWideRows`) or pack its operands (`packsPanels`), copies of O(size)
+    /// against O(size^1.5) work.
+    public static let largeProduct = Double(1 << 26)
+
+    /// Whether a single product of `shape` with `tiles` runs through packed panels: a CPU, tiles
+    /// that pack, at least `largeProduct` multiply-adds and a whole tile each way, not a summed batch.
+    public func packs(_ shape: MatmulShape, tiles: MatmulConfig) -> Bool {
+        !isGPU && tiles.packsPanels && shape.summed <= 1 && shape.multiplyAdds >= Self.largeProduct
+            && shape.m >= tiles.tileRows && shape.n >= tiles.vectors * (tiles.vectorWidth ?? vec)
+    }
+
+    /// The program `wanted` tiles run in: nil for the library's own (tiles that build like the
+    /// rule table's), else a products program. Tuned tiles whose program does not build here fall
+    /// back to the rule table's (nil tiles); tiles asked for explicitly (`explicit`) throw.
+    private func productsProgram(for wanted: MatmulConfig?, explicit: Bool,
+                                 variant: String) throws -> (Program?, MatmulConfig?) {
+        guard let wanted, !wanted.buildsLike(config.matmul) else { return (nil, wanted) }
+        if explicit { return (try productsProgram(for: wanted, variant: variant), wanted) }
+        guard let built = try? productsProgram(for: wanted, variant: variant) else { return (nil, nil) }
+        return (built, wanted)
+    }
+
+    /// A large product through packed panels (`MatmulConfig.packsPanels`): op(A) and op(B) copied
+    /// into panels of `tiles`' rows and columns, then `matmul_packed`. False, with nothing
+    /// launched, where the product is smaller than a tile either way, its panels would pass the
+    /// kernels' 32-bit indices, or the tiles in effect (the rule table's, when tuned ones do not
+    /// build here) do not pack.
+    private func packedProduct(_ a: Buffer<Float>, _ b: Buffer<Float>, into c: Buffer<Float>, m: Int, n: Int, k: Int,
+                               transposeA: Bool, transposeB: Bool, lda: Int, ldb: Int, ldc: Int,
+                               bias: Buffer<Float>?, flags: Int, activation: Activation?,
+                               tiles wanted: MatmulConfig, explicit: Bool, variant: String) throws -> Bool {
+        let (program, built) = try productsProgram(for: wanted, explicit: explicit, variant: variant)
+        let tiles = built ?? config.matmul
+        guard packs(MatmulShape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k), tiles: tiles) else {
+            return false
+        }
+        let rows = tiles.tileRows, cols = tiles.vectors * (tiles.vectorWidth ?? vec)
+        let panelsA = (m + rows - 1) / rows, panelsB = (n + cols - 1) / cols
+        let (countA, overA) = (panelsA * rows).multipliedReportingOverflow(by: k)
+        let (countB, overB) = (panelsB * cols).multipliedReportingOverflow(by: k)
+        guard !overA, !overB, countA <= Int(Int32.max), countB <= Int(Int32.max) else { return false }
+        let packedA = try device.buffer(Float.self, count: countA), packedB = try device.buffer(Float.self, count: countB)
+        // Element (r, k) of each source is src[r·rs + k·ks]: op(A)'s rows, and op(B)'s columns as rows.
+        let (rsA, ksA) = transposeA ? (1, lda) : (lda, 1)
+        let (rsB, ksB) = transposeB ? (ldb, 1) : (1, ldb)
+        for (source, count, panel, rs, ks, target) in [(a, m, rows, rsA, ksA, packedA), (b, n, cols, rsB, ksB, packedB)] {
+            let panels = (count + panel - 1) / panel
+            try launch(.matmulPack, global: [k, panels], local: [64, 1],
+                       arguments: [Int32(count), Int32(k), Int32(panel), source, Int32(rs), Int32(ks), target], in: program)
+        }
+        let (gx, gy) = (tiles.group[0], tiles.group[1])
+        try launch(.matmulPacked, global: [panelsB, panelsA], local: [gx, gy],
+                   arguments: [Int32(m), Int32(n), Int32(k), packedA, packedB, c, Int32(ldc), bias ?? c, Int32(flags),
+                               activation?.parameter ?? 0],
+                   in: program)
+        return true
     }
 
     /// The widest nt product (columns of C) that runs as `matmul_narrow_nt` on a CPU: one work-item

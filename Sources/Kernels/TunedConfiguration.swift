@@ -17,6 +17,8 @@ public struct MatmulShape: Codable, Sendable, Hashable, CustomStringConvertible 
         self.m = m; self.n = n; self.k = k; self.summed = summed
     }
 
+    /// m·n·k, as a Double (no overflow).
+    public var multiplyAdds: Double { Double(m) * Double(n) * Double(k) }
     public var transposeA: Bool { variant.first == "t" }
     public var transposeB: Bool { variant.last == "t" }
 

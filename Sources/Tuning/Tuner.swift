@@ -127,6 +127,9 @@ public final class Tuner {
                     let ms = try milliseconds { try operands[i].run(rules, tiles: candidate) }
                     if ms < best[i].ms { best[i] = (ms, candidate) }
                 }
+                // The same tiles with the other choice of packed panels, at the shapes large
+                // enough to pack (no extra build: every products program has the packed kernels).
+                try attemptPacking(candidate, variant: variant, indices: indices)
                 // nt as dot products and through a transpose and the nn kernel of the same tiles:
                 // check and time the other form too, at no extra build (nt's program is built, and
                 // nn's was built just before).
@@ -145,7 +148,27 @@ public final class Tuner {
                 }
             }
         }
+        // Packing or not at the large shapes, for a candidate already built and timed.
+        func attemptPacking(_ candidate: MatmulConfig, variant: String, indices: [Int]) throws {
+            var other = candidate
+            other.packsPanels.toggle()
+            let large = indices.filter { shapes[$0].shape.multiplyAdds >= KernelLibrary.largeProduct }
+            guard !rules.config.isGPU, !large.isEmpty, elapsed < budget,
+                  tried.insert(Tried(config: other, variant: variant)).inserted else { return }
+            if let mismatch = try check(rules, other, variant) {
+                rejected.append("\(other.summary(kind: rules.config.kind)): \(mismatch)")
+                return
+            }
+            for i in large {
+                let ms = try milliseconds { try operands[i].run(rules, tiles: other) }
+                if ms < best[i].ms { best[i] = (ms, other) }
+            }
+        }
         let all: Set<String> = ["nn", "nt", "tn", "tt"]
+        // The rule table's tiles with the other packing, in the library's own program (no build).
+        for variant in ["nn", "nt", "tn", "tt"] {
+            try attemptPacking(base, variant: variant, indices: shapes.indices.filter { shapes[$0].shape.variant == variant })
+        }
         // The rule table's tiles with nt in its other form first (no build: the library's program);
         // then the first round, which may take 60% of the budget; the refinements the rest.
         var toggled = base

@@ -5,7 +5,7 @@ import KilnKernels
 /// computed on the host, in every transpose, on sizes that are no multiple of any tile (edges,
 /// the small kernels, a K longer than the dot kernel's block and than every K block the tuner
 /// tries, batches, row strides wider than the matrices, accumulation, the bias and activation
-/// epilogue).
+/// epilogue, and for tiles that pack, products large enough to pack).
 public enum TuningCheck {
     /// One checked product: C [m, n] = op(A)·op(B) with the transposes, for each of `count`
     /// products, with bias and ReLU when `epilogue` is set, added to C's old values with
@@ -13,6 +13,9 @@ public enum TuningCheck {
     public struct Case: Sendable {
         public var m: Int, n: Int, k: Int, ta: Bool, tb: Bool
         public var count = 1, epilogue = false, accumulate = false, padA = 0, padC = 0
+        /// Whether the case is run only for tiles that pack panels: a product large enough to pack
+        /// (`KernelLibrary.largeProduct`), whose host reference costs a fraction of a second.
+        public var packsOnly = false
 
         public init(m: Int, n: Int, k: Int, ta: Bool, tb: Bool, count: Int = 1, epilogue: Bool = false,
                     accumulate: Bool = false, padA: Int = 0, padC: Int = 0) {
@@ -39,6 +42,13 @@ public enum TuningCheck {
             cases.append(Case(m: 45, n: 66, k: 600, ta: ta, tb: tb))
             cases.append(Case(m: 23, n: 50, k: 31, ta: ta, tb: tb, epilogue: true, accumulate: true, padA: 5, padC: 3))
         }
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            // 401 · 409 · 411 ≥ 2²⁶ multiply-adds: through packed panels, partial panels both ways.
+            var large = Case(m: 401, n: 409, k: 411, ta: ta, tb: tb, epilogue: ta == tb, accumulate: ta != tb,
+                             padA: ta ? 0 : 3, padC: tb ? 5 : 0)
+            large.packsOnly = true
+            cases.append(large)
+        }
         cases.append(Case(m: 19, n: 21, k: 1100, ta: false, tb: true))
         cases.append(Case(m: 41, n: 70, k: 23, ta: false, tb: false, count: 2))
         return cases
@@ -50,7 +60,7 @@ public enum TuningCheck {
     /// (float32 rounding over k terms stays far inside; a wrong tile edge does not).
     public static func products(_ library: KernelLibrary, tiles: MatmulConfig, variant: String) throws -> String? {
         let device = library.device
-        for (index, c) in cases.enumerated() where c.variant == variant {
+        for (index, c) in cases.enumerated() where c.variant == variant && (tiles.packsPanels || !c.packsOnly) {
             let a = TuningData.values(c.count * c.aSize, seed: UInt64(11 + index))
             let b = TuningData.values(c.count * c.k * c.n, seed: UInt64(101 + index))
             let bias = TuningData.values(c.n, seed: 7)

@@ -273,3 +273,84 @@ struct MatmulTests {
         }
     }
 }
+
+@Suite("Packed products")
+struct PackedMatmulTests {
+    /// 401 · 409 · 411 ≥ 2²⁶ multiply-adds, so the product packs; no size is a multiple of a tile.
+    static let (m, n, k) = (401, 409, 411)
+
+    /// C's rows `rows` (all columns) in Double: the host reference at the rows that matter (the
+    /// first and last panels, and a stride through the rest), at a fraction of the full cost.
+    static func referenceRows(_ rows: [Int], _ a: [Float], _ b: [Float], ta: Bool, tb: Bool, bias: [Float]?,
+                              biasPerRow: Bool, activation: Activation?, previous: [Float]?) -> [Double] {
+        var c: [Double] = []
+        for i in rows {
+            for j in 0..<n {
+                var sum = 0.0
+                for p in 0..<k { sum += Double(ta ? a[p * m + i] : a[i * k + p]) * Double(tb ? b[j * k + p] : b[p * n + j]) }
+                if let bias { sum += Double(bias[biasPerRow ? i : j]) }
+                c.append((activation.map { referenceActivation($0, sum) } ?? sum) + (previous.map { Double($0[i * n + j]) } ?? 0))
+            }
+        }
+        return c
+    }
+
+    @Test("a large product through packed panels, in every transpose and epilogue, agrees with the float64 reference")
+    func packedProducts() throws {
+        let device = try Device.open(nil, profiling: true)
+        var config = KernelConfig(for: device.info)
+        guard !config.isGPU else { return }   // packing is a CPU path; the GPU stages local tiles
+        config.matmul.packsPanels = true
+        let kernels = try KernelLibrary(device: device, config: config)
+        let (m, n, k) = (Self.m, Self.n, Self.k)
+        let a = randomFloats(m * k, seed: 51), b = randomFloats(k * n, seed: 52)
+        let old = randomFloats(m * n, seed: 53), columnBias = randomFloats(n, seed: 54), rowBias = randomFloats(m, seed: 55)
+        let rows = Array(0..<8) + Array(stride(from: 8, to: m - 8, by: 37)) + Array((m - 8)..<m)
+        let cases: [(Bool, Bool, [Float]?, Bool, Activation?, Bool)] = [
+            (false, false, columnBias, false, .relu, false), (false, true, rowBias, true, .tanh, false),
+            (true, false, nil, false, nil, true), (true, true, columnBias, false, .leakyRelu(slope: 0.1), true),
+        ]
+        for (ta, tb, bias, perRow, activation, accumulate) in cases {
+            device.queue.profiler.reset()
+            let c = try device.buffer(old)
+            try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb,
+                               accumulate: accumulate, bias: try bias.map { try device.buffer($0) }, biasPerRow: perRow,
+                               activation: activation)
+            let launched = Set(device.queue.profiler.summary().map(\.name))
+            #expect(launched == ["matmul_pack", "matmul_packed"], "\(ta ? "t" : "n")\(tb ? "t" : "n") ran \(launched)")
+            let got = try c.toArray()
+            let sampled = rows.flatMap { i in got[(i * n)..<(i * n + n)] }
+            expectClose(sampled, Self.referenceRows(rows, a, b, ta: ta, tb: tb, bias: bias, biasPerRow: perRow,
+                                                    activation: activation, previous: accumulate ? old : nil),
+                        rtol: 1e-4, atol: 1e-4, "\(ta ? "t" : "n")\(tb ? "t" : "n") packed")
+        }
+    }
+
+    @Test("packing is for large products with a tile each way: smaller ones and summed batches run unpacked")
+    func packingThreshold() throws {
+        let device = try Device.open(nil, profiling: true)
+        var config = KernelConfig(for: device.info)
+        guard !config.isGPU else { return }
+        config.matmul.packsPanels = true
+        let kernels = try KernelLibrary(device: device, config: config)
+        // Just below 2²⁶ multiply-adds; small; above it but narrower than a tile; a summed batch
+        // of products that would each pack.
+        for (m, n, k, batch) in [(127, 1056, 500, MatmulBatch.single), (64, 64, 64, .single), (2, 4096, 8193, .single),
+                                 (512, 256, 512, .sum(count: 2, strideA: 512 * 512, strideB: 512 * 256))] {
+            device.queue.profiler.reset()
+            let count = batch.sums ? batch.count : 1
+            let a = try device.buffer(randomFloats(count * m * k, seed: 61)), b = try device.buffer(randomFloats(count * k * n, seed: 62))
+            try kernels.matmul(a, b, into: try device.buffer(Float.self, count: m * n), m: m, n: n, k: k, batch: batch)
+            let launched = device.queue.profiler.summary().map(\.name)
+            #expect(!launched.contains("matmul_packed"), "\(m)×\(n)×\(k) packed")
+        }
+    }
+
+    @Test("the rule table packs large products on AVX2, where it was measured, and not elsewhere untuned")
+    func packingRule() {
+        func cpu(_ width: Int) -> KernelConfig { KernelConfig(for: ConvolutionKernelTests.cpu(width: width, localMemory: 1 << 20)) }
+        #expect(cpu(8).matmul.packsPanels)
+        #expect(!cpu(16).matmul.packsPanels && !cpu(4).matmul.packsPanels)
+        #expect(cpu(8).matmul.summary(kind: .cpu).hasSuffix(" packed"))
+    }
+}

@@ -58,8 +58,12 @@ public enum BenchSuite {
             try r.kernels.matmul(a, b, into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb, bias: biasBuffer,
                                  activation: activation)
         }
-        let tiles = r.kernels.tiles(for: MatmulShape(transposeA: ta, transposeB: tb, m: m, n: n, k: k))
-        result.config = (tiles == r.kernels.config.matmul ? "rules " : "tuned ") + tiles.summary(kind: r.kernels.config.kind)
+        let shape = MatmulShape(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
+        let tiles = r.kernels.tiles(for: shape)
+        // "packed" where this product ran through packed panels, not merely where the tiles allow it.
+        var ran = tiles
+        ran.packsPanels = r.kernels.packs(shape, tiles: tiles)
+        result.config = (tiles == r.kernels.config.matmul ? "rules " : "tuned ") + ran.summary(kind: r.kernels.config.kind)
         return result
     }
 
