@@ -2245,18 +2245,36 @@ KILN_MM_DEFINE_TT(matmul_, kiln_mm_outer_main)
  * the unpacked kernel). The panels serve all four transposes, so one product kernel does.
  *
  * matmul_pack: element (r, k) of the source is src[r*rs + k*ks] (A: rows m; B: columns n as
- * rows), written to dst[(r/T*K + k)*T + r%T]; one work-item per (k, panel). */
+ * rows), written to dst[(r/T*K + k)*T + r%T]. Both loops read 8 contiguous floats at a time:
+ * with ks == 1 (rows contiguous along k) a work-item packs 8 k of one panel, else (rs == 1) one
+ * k of one panel, T contiguous floats. Launch: (ceil(K/8) or K, panels). */
 __kernel void matmul_pack(const int R, const int K, const int T, __global const float* src,
                           const int rs, const int ks, __global float* dst) {
-    const int k = get_global_id(0), p = get_global_id(1);
-    if (k >= K || p * T >= R) return;
-    __global float* d = dst + (p * K + k) * T;
-    const int r0 = p * T;
-    if (rs == 1 && r0 + T <= R) {
-        __global const float* x = src + k * ks + r0;
-        for (int t = 0; t < T; ++t) d[t] = x[t];
+    const int p = get_global_id(1), r0 = p * T;
+    if (r0 >= R) return;
+    if (ks == 1) {
+        const int k0 = get_global_id(0) * 8;
+        if (k0 >= K) return;
+        __global float* d = dst + (p * K + k0) * T;
+        for (int t = 0; t < T; ++t) {
+            const int r = r0 + t;
+            __global const float* x = src + r * rs + k0;
+            if (r < R && k0 + 8 <= K) {
+                const float8 v = vload8(0, x);
+                d[t] = v.s0; d[T + t] = v.s1; d[2 * T + t] = v.s2; d[3 * T + t] = v.s3;
+                d[4 * T + t] = v.s4; d[5 * T + t] = v.s5; d[6 * T + t] = v.s6; d[7 * T + t] = v.s7;
+            } else {
+                for (int q = 0; q < 8 && k0 + q < K; ++q) d[q * T + t] = r < R ? x[q] : 0.0f;
+            }
+        }
     } else {
-        for (int t = 0; t < T; ++t) d[t] = r0 + t < R ? src[(r0 + t) * rs + k * ks] : 0.0f;
+        const int k = get_global_id(0);
+        if (k >= K) return;
+        __global float* d = dst + (p * K + k) * T;
+        __global const float* x = src + k * ks + r0;
+        int t = 0;
+        for (; t + 8 <= T && r0 + t + 8 <= R; t += 8) vstore8(vload8(0, x + t), 0, d + t);
+        for (; t < T; ++t) d[t] = r0 + t < R ? x[t] : 0.0f;
     }
 }
 

@@ -197,7 +197,7 @@ extension KernelLibrary {
         let (rsB, ksB) = transposeB ? (ldb, 1) : (1, ldb)
         for (source, count, panel, rs, ks, target) in [(a, m, rows, rsA, ksA, packedA), (b, n, cols, rsB, ksB, packedB)] {
             let panels = (count + panel - 1) / panel
-            try launch(.matmulPack, global: [k, panels], local: [64, 1],
+            try launch(.matmulPack, global: [ks == 1 ? (k + 7) / 8 : k, panels], local: [16, 1],
                        arguments: [Int32(count), Int32(k), Int32(panel), source, Int32(rs), Int32(ks), target], in: program)
         }
         let (gx, gy) = (tiles.group[0], tiles.group[1])
