@@ -1,2 +1,2 @@
 /// Kiln's version: printed by `kiln --version`, and part of every program-cache key.
-public let kilnVersion = "0.4.2"
+public let kilnVersion = "0.4.3"

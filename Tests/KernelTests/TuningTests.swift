@@ -62,13 +62,15 @@ struct TuningTests {
         #expect(TuningCheck.verify(c, a: a, b: b, bias: bias, old: old, got: Array(product.dropLast(7))) != nil)
     }
 
-    @Test("tiles unlike the rule table's, nt through a transpose, and other GPU tiles all pass the check in every transpose")
+    @Test("tiles unlike the rule table's, nt through a transpose, packed panels and other GPU tiles all pass the check in every transpose")
     func candidatesMatchTheReference() throws {
         let device = try TestDevice.get()
         let cpu = try KernelLibrary(device: device, config: KernelConfig(for: device.info, kind: .cpu))
         var transposing = MatmulConfig()
         transposing.ntTransposesB = true
-        for (library, tiles) in [(cpu, otherTiles), (cpu, transposing)] {
+        var packing = otherTiles   // 8 × 3 vectors of 8: panels of 8 rows and 24 columns
+        packing.packsPanels = true
+        for (library, tiles) in [(cpu, otherTiles), (cpu, transposing), (cpu, packing)] {
             for variant in ["nn", "nt", "tn", "tt"] {
                 #expect(try TuningCheck.products(library, tiles: tiles, variant: variant) == nil,
                         "\(tiles.summary(kind: .cpu)) \(variant)")
