@@ -2258,13 +2258,17 @@ __kernel void matmul_pack(const int R, const int K, const int T, __global const 
         __global float* d = dst + (p * K + k0) * T;
         for (int t = 0; t < T; ++t) {
             const int r = r0 + t;
+            if (r >= R) {  /* a padding row of the last panel (its address may not exist) */
+                for (int q = 0; q < 8 && k0 + q < K; ++q) d[q * T + t] = 0.0f;
+                continue;
+            }
             __global const float* x = src + r * rs + k0;
-            if (r < R && k0 + 8 <= K) {
+            if (k0 + 8 <= K) {
                 const float8 v = vload8(0, x);
                 d[t] = v.s0; d[T + t] = v.s1; d[2 * T + t] = v.s2; d[3 * T + t] = v.s3;
                 d[4 * T + t] = v.s4; d[5 * T + t] = v.s5; d[6 * T + t] = v.s6; d[7 * T + t] = v.s7;
             } else {
-                for (int q = 0; q < 8 && k0 + q < K; ++q) d[q * T + t] = r < R ? x[q] : 0.0f;
+                for (int q = 0; q < 8 && k0 + q < K; ++q) d[q * T + t] = x[q];
             }
         }
     } else {

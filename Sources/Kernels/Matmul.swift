@@ -94,7 +94,10 @@ extension KernelLibrary {
                                 summed: batch.sums ? batch.count : 1)
         if let tiles { try validate(tiles) }
         var chosen = batch.sums ? nil : tiles ?? tunedTiles(for: shape)
-        if let wanted = chosen ?? (batch.sums ? nil : config.matmul), batch.count == 1, packs(shape, tiles: wanted),
+        // (packedProduct decides with the tiles in effect: tuned ones that do not build here
+        // fall back to the rule table's, which may pack.)
+        if let wanted = chosen ?? (batch.sums ? nil : config.matmul), batch.count == 1, !isGPU,
+           shape.multiplyAdds >= Self.largeProduct,
            try packedProduct(a, b, into: c, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB,
                              lda: lda, ldb: ldb, ldc: ldc, bias: bias, flags: flags, activation: activation,
                              tiles: wanted, explicit: tiles != nil, variant: shape.variant) {

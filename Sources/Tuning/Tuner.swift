@@ -98,6 +98,8 @@ public final class Tuner {
         var ruleFigures = try time(base, operands, in: rules)
         var best: [(ms: Double, config: MatmulConfig)] = ruleFigures.map { ($0, base) }
         struct Tried: Hashable { var config: MatmulConfig, variant: String }
+        // Whether shape i runs packed with `tiles` (a single product only).
+        func packs(_ i: Int, _ tiles: MatmulConfig) -> Bool { shapes[i].count == 1 && rules.packs(shapes[i].shape, tiles: tiles) }
         var tried: Set<Tried> = Set(["nn", "nt", "tn", "tt"].map { Tried(config: base, variant: $0) })
         var number = 0
 
@@ -141,20 +143,23 @@ public final class Tuner {
                         rejected.append("\(other.summary(kind: rules.config.kind)): \(mismatch)")
                         continue
                     }
-                    for i in indices {
+                    // (where both pack, both run the same packed kernel: nothing to compare)
+                    for i in indices where !(packs(i, candidate) && packs(i, other)) {
                         let ms = try milliseconds { try operands[i].run(rules, tiles: other) }
                         if ms < best[i].ms { best[i] = (ms, other) }
                     }
                 }
             }
         }
-        // Packing or not at the large shapes, for a candidate already built and timed.
+        // Packing or not at the large shapes, for a candidate already built and timed: a candidate
+        // of its own (counted, within the limit), at no extra build.
         func attemptPacking(_ candidate: MatmulConfig, variant: String, indices: [Int]) throws {
             var other = candidate
             other.packsPanels.toggle()
-            let large = indices.filter { shapes[$0].shape.multiplyAdds >= KernelLibrary.largeProduct }
-            guard !rules.config.isGPU, !large.isEmpty, elapsed < budget,
+            let large = indices.filter { packs($0, other.packsPanels ? other : candidate) }
+            guard !rules.config.isGPU, !large.isEmpty, elapsed < budget, number < (candidateLimit ?? .max),
                   tried.insert(Tried(config: other, variant: variant)).inserted else { return }
+            number += 1
             if let mismatch = try check(rules, other, variant) {
                 rejected.append("\(other.summary(kind: rules.config.kind)): \(mismatch)")
                 return
@@ -214,7 +219,7 @@ public final class Tuner {
             let tunedMs = keep ? best[i].ms : rule
             rows.append(Row(name: shape.name, shape: shape.shape, ruleGFLOPS: shape.flops / (rule * 1e6),
                             tunedGFLOPS: shape.flops / (tunedMs * 1e6),
-                            tiles: keep ? label(best[i].config, at: shape.shape) : "rule table"))
+                            tiles: keep ? label(best[i].config, at: shape) : "rule table"))
             kept.append(TunedProduct(shape: shape.shape, config: keep ? best[i].config : base,
                                      ruleGFLOPS: shape.flops / (rule * 1e6), tunedGFLOPS: shape.flops / (tunedMs * 1e6)))
         }
@@ -222,9 +227,9 @@ public final class Tuner {
     }
 
     /// `tiles` as the table shows them at `shape`: "packed" only where the product packs.
-    private func label(_ tiles: MatmulConfig, at shape: MatmulShape) -> String {
+    private func label(_ tiles: MatmulConfig, at shape: TuningShape) -> String {
         var ran = tiles
-        ran.packsPanels = rules.packs(shape, tiles: tiles)
+        ran.packsPanels = shape.count == 1 && rules.packs(shape.shape, tiles: tiles)
         return ran.summary(kind: rules.config.kind)
     }
 

@@ -240,7 +240,7 @@ private func example14() throws {
     _ = (warmupThenCosine, scheduler, board, trainer, ())
 }
 
-// Sources/Kiln/Kiln.docc/TuningKernels.md:62
+// Sources/Kiln/Kiln.docc/TuningKernels.md:78
 private func example15() throws {
 
     let device = try Device.open("cpu", profiling: true)

@@ -298,8 +298,8 @@ struct PackedMatmulTests {
     @Test("a large product through packed panels, in every transpose and epilogue, agrees with the float64 reference")
     func packedProducts() throws {
         let device = try Device.open(nil, profiling: true)
-        var config = KernelConfig(for: device.info)
-        guard !config.isGPU else { return }   // packing is a CPU path; the GPU stages local tiles
+        // Packing is a CPU path (a GPU stages local tiles): the CPU kernels, on any device.
+        var config = KernelConfig(for: device.info, kind: .cpu)
         config.matmul.packsPanels = true
         let kernels = try KernelLibrary(device: device, config: config)
         let (m, n, k) = (Self.m, Self.n, Self.k)
@@ -308,14 +308,23 @@ struct PackedMatmulTests {
         let rows = Array(0..<8) + Array(stride(from: 8, to: m - 8, by: 37)) + Array((m - 8)..<m)
         let cases: [(Bool, Bool, [Float]?, Bool, Activation?, Bool)] = [
             (false, false, columnBias, false, .relu, false), (false, true, rowBias, true, .tanh, false),
-            (true, false, nil, false, nil, true), (true, true, columnBias, false, .leakyRelu(slope: 0.1), true),
+            (true, false, rowBias, true, nil, true), (true, true, columnBias, false, .leakyRelu(slope: 0.1), true),
         ]
-        for (ta, tb, bias, perRow, activation, accumulate) in cases {
+        /// A row-major matrix stored with rows `pad` floats wider (the padding NaN: never read).
+        func widened(_ x: [Float], rows: Int, cols: Int, pad: Int) -> [Float] {
+            (0..<rows).flatMap { r in x[(r * cols)..<(r * cols + cols)] + [Float](repeating: .nan, count: pad) }
+        }
+        for (index, (ta, tb, bias, perRow, activation, accumulate)) in cases.enumerated() {
             device.queue.profiler.reset()
             let c = try device.buffer(old)
-            try kernels.matmul(device.buffer(a), device.buffer(b), into: c, m: m, n: n, k: k, transposeA: ta, transposeB: tb,
-                               accumulate: accumulate, bias: try bias.map { try device.buffer($0) }, biasPerRow: perRow,
-                               activation: activation)
+            // Every other case reads A and B from rows wider than the matrices.
+            let (padA, padB) = index % 2 == 1 ? (3, 5) : (0, 0)
+            let (aRows, aCols) = ta ? (k, m) : (m, k), (bRows, bCols) = tb ? (n, k) : (k, n)
+            try kernels.matmul(device.buffer(widened(a, rows: aRows, cols: aCols, pad: padA)),
+                               device.buffer(widened(b, rows: bRows, cols: bCols, pad: padB)), into: c, m: m, n: n, k: k,
+                               transposeA: ta, transposeB: tb, accumulate: accumulate,
+                               bias: try bias.map { try device.buffer($0) }, biasPerRow: perRow, activation: activation,
+                               lda: aCols + padA, ldb: bCols + padB)
             let launched = Set(device.queue.profiler.summary().map(\.name))
             #expect(launched == ["matmul_pack", "matmul_packed"], "\(ta ? "t" : "n")\(tb ? "t" : "n") ran \(launched)")
             let got = try c.toArray()
@@ -329,8 +338,7 @@ struct PackedMatmulTests {
     @Test("packing is for large products with a tile each way: smaller ones and summed batches run unpacked")
     func packingThreshold() throws {
         let device = try Device.open(nil, profiling: true)
-        var config = KernelConfig(for: device.info)
-        guard !config.isGPU else { return }
+        var config = KernelConfig(for: device.info, kind: .cpu)
         config.matmul.packsPanels = true
         let kernels = try KernelLibrary(device: device, config: config)
         // Just below 2²⁶ multiply-adds; small; above it but narrower than a tile; a summed batch
