@@ -70,8 +70,8 @@ public struct KernelConfig: Sendable, Equatable {
             // AVX2 keeps 6 × 2, but an nt product (a Linear forward) runs as a transpose and nn:
             // `kiln tune` on a 2-core Zen 3 EPYC found it 1.62× faster for 128 × 256 × 128 and 1.32×
             // for 512³, as both AVX-512 tunings did (BENCHMARKS.md, 2026-12-02, Zen 3). Large
-            // products pack their operands into panels: 1.3–2.0× at 1024³ on a Zen 1 EPYC, where
-            // the unpacked kernel ran at 0.6× OpenBLAS (BENCHMARKS.md, 2026-12-02, Zen 1).
+            // products pack their operands into panels: on a Zen 1 EPYC, 1024³ ran at 1.3–1.7× the
+            // unpacked kernel, 0.92–1.43× OpenBLAS against 0.64–0.95× (BENCHMARKS.md, 2026-12-02, Zen 1).
             matmul.ntTransposesB = true
             matmul.packsPanels = true
         }

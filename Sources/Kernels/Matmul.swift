@@ -123,7 +123,7 @@ extension KernelLibrary {
         // Rows a multiple of 512 floats apart share cache sets: a large single product copies
         // such an operand to rows 16 floats wider first (a copy of O(size) against O(size^1.5) work).
         if let wanted = chosen ?? (batch.sums ? nil : config.matmul), wanted.padsWideRows, !isGPU, batch.count == 1,
-           Double(m) * Double(n) * Double(k) >= Self.largeProduct, lda % 512 == 0 || ldb % 512 == 0 {
+           shape.multiplyAdds >= Self.largeProduct, lda % 512 == 0 || ldb % 512 == 0 {
             func padded(_ x: Buffer<Float>, rows: Int, cols: Int, ld: Int) throws -> (Buffer<Float>, Int) {
                 guard ld % 512 == 0 else { return (x, ld) }
                 let wider = ld + 16
@@ -162,6 +162,14 @@ extension KernelLibrary {
     public func packs(_ shape: MatmulShape, tiles: MatmulConfig) -> Bool {
         !isGPU && tiles.packsPanels && shape.summed <= 1 && shape.multiplyAdds >= Self.largeProduct
             && shape.m >= tiles.tileRows && shape.n >= tiles.vectors * (tiles.vectorWidth ?? vec)
+    }
+
+    /// `tiles` as `kiln bench` and `kiln tune` show them for a product of `shape` (`single`: one
+    /// product, not a batch): "packed" only where that product runs packed.
+    public func summary(of tiles: MatmulConfig, at shape: MatmulShape, single: Bool = true) -> String {
+        var ran = tiles
+        ran.packsPanels = single && packs(shape, tiles: tiles)
+        return ran.summary(kind: config.kind)
     }
 
     /// The program `wanted` tiles run in: nil for the library's own (tiles that build like the

@@ -219,18 +219,12 @@ public final class Tuner {
             let tunedMs = keep ? best[i].ms : rule
             rows.append(Row(name: shape.name, shape: shape.shape, ruleGFLOPS: shape.flops / (rule * 1e6),
                             tunedGFLOPS: shape.flops / (tunedMs * 1e6),
-                            tiles: keep ? label(best[i].config, at: shape) : "rule table"))
+                            tiles: keep ? rules.summary(of: best[i].config, at: shape.shape, single: shape.count == 1)
+                                        : "rule table"))
             kept.append(TunedProduct(shape: shape.shape, config: keep ? best[i].config : base,
                                      ruleGFLOPS: shape.flops / (rule * 1e6), tunedGFLOPS: shape.flops / (tunedMs * 1e6)))
         }
         return kept
-    }
-
-    /// `tiles` as the table shows them at `shape`: "packed" only where the product packs.
-    private func label(_ tiles: MatmulConfig, at shape: TuningShape) -> String {
-        var ran = tiles
-        ran.packsPanels = shape.count == 1 && rules.packs(shape.shape, tiles: tiles)
-        return ran.summary(kind: rules.config.kind)
     }
 
     /// One line of the before/after table: a measured shape, the rule table's and the kept tiles'

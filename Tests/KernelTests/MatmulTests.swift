@@ -279,6 +279,15 @@ struct PackedMatmulTests {
     /// 401 · 409 · 411 ≥ 2²⁶ multiply-adds, so the product packs; no size is a multiple of a tile.
     static let (m, n, k) = (401, 409, 411)
 
+    /// A profiling device and its CPU kernels (packing is a CPU path; a GPU stages local tiles)
+    /// with tiles that pack, on any device.
+    static func packingLibrary() throws -> (Device, KernelLibrary) {
+        let device = try Device.open(nil, profiling: true)
+        var config = KernelConfig(for: device.info, kind: .cpu)
+        config.matmul.packsPanels = true
+        return (device, try KernelLibrary(device: device, config: config))
+    }
+
     /// C's rows `rows` (all columns) in Double: the host reference at the rows that matter (the
     /// first and last panels, and a stride through the rest), at a fraction of the full cost.
     static func referenceRows(_ rows: [Int], _ a: [Float], _ b: [Float], ta: Bool, tb: Bool, bias: [Float]?,
@@ -297,11 +306,7 @@ struct PackedMatmulTests {
 
     @Test("a large product through packed panels, in every transpose and epilogue, agrees with the float64 reference")
     func packedProducts() throws {
-        let device = try Device.open(nil, profiling: true)
-        // Packing is a CPU path (a GPU stages local tiles): the CPU kernels, on any device.
-        var config = KernelConfig(for: device.info, kind: .cpu)
-        config.matmul.packsPanels = true
-        let kernels = try KernelLibrary(device: device, config: config)
+        let (device, kernels) = try Self.packingLibrary()
         let (m, n, k) = (Self.m, Self.n, Self.k)
         let a = randomFloats(m * k, seed: 51), b = randomFloats(k * n, seed: 52)
         let old = randomFloats(m * n, seed: 53), columnBias = randomFloats(n, seed: 54), rowBias = randomFloats(m, seed: 55)
@@ -337,10 +342,7 @@ struct PackedMatmulTests {
 
     @Test("packing is for large products with a tile each way: smaller ones and summed batches run unpacked")
     func packingThreshold() throws {
-        let device = try Device.open(nil, profiling: true)
-        var config = KernelConfig(for: device.info, kind: .cpu)
-        config.matmul.packsPanels = true
-        let kernels = try KernelLibrary(device: device, config: config)
+        let (device, kernels) = try Self.packingLibrary()
         // Just below 2²⁶ multiply-adds; small; above it but narrower than a tile; a summed batch
         // of products that would each pack.
         for (m, n, k, batch) in [(127, 1056, 500, MatmulBatch.single), (64, 64, 64, .single), (2, 4096, 8193, .single),

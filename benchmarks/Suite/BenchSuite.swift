@@ -60,10 +60,7 @@ public enum BenchSuite {
         }
         let shape = MatmulShape(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
         let tiles = r.kernels.tiles(for: shape)
-        // "packed" where this product ran through packed panels, not merely where the tiles allow it.
-        var ran = tiles
-        ran.packsPanels = r.kernels.packs(shape, tiles: tiles)
-        result.config = (tiles == r.kernels.config.matmul ? "rules " : "tuned ") + ran.summary(kind: r.kernels.config.kind)
+        result.config = (tiles == r.kernels.config.matmul ? "rules " : "tuned ") + r.kernels.summary(of: tiles, at: shape)
         return result
     }
 
